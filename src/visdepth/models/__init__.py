@@ -1,0 +1,124 @@
+"""The model layer: ``load`` any supported Hugging Face VLM (or a tiny random one by name) into one handle.
+
+Families register themselves by ``config.model_type`` when their module is imported below; adding a family is
+adding one file here and one import line.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import torch
+
+from visdepth.errors import UnsupportedModelError
+from visdepth.models.base import ModelInputs, VLMAdapter
+from visdepth.models.registry import (
+    adapter_for,
+    supported_families,
+    supported_model_types,
+    tiny_adapter,
+    tiny_names,
+)
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+# One module per family; importing it registers its adapter.
+FAMILY_MODULES = ("llava",)
+for _name in FAMILY_MODULES:
+    importlib.import_module(f"visdepth.models.{_name}")
+
+__all__ = ["ModelInputs", "VLMAdapter", "load", "resolve_device", "resolve_dtype", "tiny_names"]
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype | None:
+    """``auto`` keeps the checkpoint's dtype on GPU and uses float32 on CPU (half precision is slow there)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return None if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise UnsupportedModelError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(sorted(DTYPES))}.")
+    return DTYPES[dtype]
+
+
+def _supported_sentence() -> str:
+    return (
+        f"supported families: {', '.join(supported_families())} "
+        f"(model types {', '.join(supported_model_types())}); tiny test models: {', '.join(tiny_names())}."
+    )
+
+
+def load(
+    model: str,
+    *,
+    device: str | None = "auto",
+    dtype: str | torch.dtype | None = "auto",
+    attn_implementation: str = "sdpa",
+    seed: int = 0,
+    **model_args: Any,
+) -> VLMAdapter:
+    """Load a VLM by hub id, local path or built-in name and return its adapter.
+
+    ``tiny:<variant>`` builds a tiny random model of that family offline (weights drawn from ``seed``);
+    ``model_args`` go to ``from_pretrained`` (``processor_``-prefixed ones to the processor).
+    ``attn_implementation`` defaults to ``sdpa``: interventions need an explicit attention mask, which the
+    flash-attention kernels do not take.
+    """
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    if model.startswith("tiny:"):
+        variant = model.removeprefix("tiny:")
+        cls = tiny_adapter(variant)
+        if cls is None:
+            raise UnsupportedModelError(f"unknown tiny model {model!r}; {_supported_sentence()}")
+        adapter = cls.build_tiny(variant, seed=seed)
+        adapter.model.config._attn_implementation = attn_implementation
+        _set_attn(adapter, attn_implementation)
+    else:
+        adapter = _load_pretrained(model, attn_implementation, **model_args)
+    adapter.model.to(device=dev, dtype=torch_dtype) if torch_dtype else adapter.model.to(dev)
+    return adapter
+
+
+def _set_attn(adapter: VLMAdapter, implementation: str) -> None:
+    """Tiny models are built from configs, so set the attention kernel on every sub-config."""
+    try:
+        adapter.model.set_attn_implementation(implementation)
+    except (AttributeError, ValueError):  # older API: set it on the configs
+        for cfg in (adapter.config, adapter.text_config):
+            cfg._attn_implementation = implementation
+
+
+def _load_pretrained(model_id: str, attn_implementation: str, **model_args: Any) -> VLMAdapter:
+    from transformers import AutoConfig
+
+    trust = bool(model_args.get("trust_remote_code", False))
+    try:
+        config = AutoConfig.from_pretrained(model_id, trust_remote_code=trust)
+    except (OSError, ValueError) as err:
+        raise UnsupportedModelError(
+            f"could not read a config for {model_id!r} ({str(err).splitlines()[0]}); give a hub id, a local "
+            f"folder with config.json, or a built-in name. {_supported_sentence()}"
+        ) from err
+    cls = adapter_for(config.model_type)
+    if cls is None:
+        kind = "a text-only model" if not hasattr(config, "vision_config") else "not a supported VLM"
+        raise UnsupportedModelError(
+            f"{model_id!r} has model type {config.model_type!r}, {kind}; {_supported_sentence()}"
+        )
+    model_args.setdefault("attn_implementation", attn_implementation)
+    return cls.from_pretrained(model_id, **model_args)

@@ -1,0 +1,268 @@
+"""The contract every model family fulfils: one handle over a Hugging Face VLM, whatever its family.
+
+An adapter maps the canonical pieces the study needs (decoder layers, final norm, head, image-token id, how inputs
+are built) to the module paths and processor conventions of one family. The rest of visdepth only talks to this
+class; it never asks which family it holds. Family files in this folder subclass it and override only what
+differs (see llava.py for the smallest one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image
+from torch import nn
+
+from visdepth.errors import InputError
+
+
+@dataclass
+class ModelInputs:
+    """A processed, left-padded batch ready for the model, plus the token groups of every position.
+
+    ``tensors`` is what the model's forward takes (input_ids, attention_mask, pixel_values and the family's
+    extras). ``image_mask`` marks positions that carry projected vision features; ``special_mask`` marks
+    template/special tokens (BOS, role markers, image delimiters) so that the text group can exclude them.
+    """
+
+    tensors: dict[str, torch.Tensor]
+    image_mask: torch.Tensor
+    special_mask: torch.Tensor
+    prompts: list[str] = field(default_factory=list)
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return self.tensors["input_ids"]
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return self.tensors["attention_mask"]
+
+    def text_mask(self, exclude_special: bool = True) -> torch.Tensor:
+        """Prompt positions that are neither image nor padding (nor special tokens when asked)."""
+        mask = self.attention_mask.bool() & ~self.image_mask
+        if exclude_special:
+            mask &= ~self.special_mask
+        return mask
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ModelInputs:
+        moved = {}
+        for key, value in self.tensors.items():
+            value = value.to(device)
+            # only floating inputs (pixel values) follow the model dtype; ids, grids and masks keep theirs
+            if dtype is not None and value.is_floating_point():
+                value = value.to(dtype)
+            moved[key] = value
+        return ModelInputs(moved, self.image_mask.to(device), self.special_mask.to(device), self.prompts)
+
+
+class VLMAdapter:
+    """One handle over a loaded VLM: structure, inputs and token groups.
+
+    Subclasses set ``family`` and ``model_types`` (the ``config.model_type`` values they serve) and override the
+    hooks below where their family differs from the LLaVA-style default.
+    """
+
+    family: ClassVar[str] = "base"
+    model_types: ClassVar[tuple[str, ...]] = ()
+    #: names of tiny random variants this family can build (``tiny:<variant>``)
+    tiny_variants: ClassVar[tuple[str, ...]] = ()
+    #: the key under which the processor wants images (flat list vs one list per sample)
+    nested_images: ClassVar[bool] = False
+
+    def __init__(self, model: nn.Module, processor: Any, name: str):
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.name = name
+        self.config = model.config
+        if getattr(self.tokenizer, "padding_side", None) is not None:
+            # generation continues on the right, so prompts of unequal length are padded on the left
+            self.tokenizer.padding_side = "left"
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def base_model(self) -> nn.Module:
+        """The model without its head (``model.model`` in every transformers 5 VLM)."""
+        return self.model.model
+
+    @property
+    def language_model(self) -> nn.Module:
+        return self.base_model.language_model
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.language_model.layers
+
+    @property
+    def norm(self) -> nn.Module:
+        return self.language_model.norm
+
+    @property
+    def lm_head(self) -> nn.Module:
+        return self.model.get_output_embeddings()
+
+    @property
+    def embed_tokens(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    @property
+    def num_layers(self) -> int:
+        """L, the number of decoder blocks; layer states are indexed 0..L (0 = embedding output)."""
+        return len(self.layers)
+
+    @property
+    def text_config(self) -> Any:
+        return self.config.get_text_config()
+
+    @property
+    def hidden_size(self) -> int:
+        return self.text_config.hidden_size
+
+    @property
+    def image_token_id(self) -> int:
+        for key in ("image_token_id", "image_token_index"):
+            value = getattr(self.config, key, None)
+            if value is not None:
+                return int(value)
+        raise InputError(f"{self.name}: the config names no image token id; set config.image_token_id.")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    # ------------------------------------------------------------------ token groups
+    def image_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Positions holding projected vision features, found from the ids (several images: several spans)."""
+        return input_ids == self.image_token_id
+
+    def special_token_ids(self) -> set[int]:
+        """Ids of template/special tokens (BOS, EOS, pad, role markers, image delimiters), never the image id."""
+        ids = set(getattr(self.tokenizer, "all_special_ids", []) or [])
+        added = getattr(self.tokenizer, "added_tokens_decoder", {}) or {}
+        ids.update(int(i) for i, tok in added.items() if getattr(tok, "special", False))
+        ids.discard(self.image_token_id)
+        return ids
+
+    def special_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        special = torch.tensor(sorted(self.special_token_ids()), dtype=input_ids.dtype, device=input_ids.device)
+        return torch.isin(input_ids, special) & ~self.image_mask(input_ids)
+
+    @staticmethod
+    def spans(mask: torch.Tensor) -> list[tuple[int, int]]:
+        """Contiguous [start, end) runs of True in a 1-D mask: one per image (or tile group)."""
+        flags = mask.to(torch.int8).tolist()
+        runs, start = [], None
+        for i, flag in enumerate(flags + [0]):
+            if flag and start is None:
+                start = i
+            elif not flag and start is not None:
+                runs.append((start, i))
+                start = None
+        return runs
+
+    # ------------------------------------------------------------------ inputs
+    def format_prompt(self, prompt: str, num_images: int, chat: bool = True) -> str:
+        """The prompt text with one image placeholder per image, through the chat template when there is one."""
+        template = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
+        if chat and template:
+            content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
+            messages = [{"role": "user", "content": content}]
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.image_placeholder() * num_images + prompt
+
+    def image_placeholder(self) -> str:
+        """What one image looks like in a raw (template-free) prompt; the processor expands it."""
+        return getattr(self.processor, "image_token", None) or "<image>"
+
+    def process(self, texts: list[str], images: list[list[Image.Image]]) -> dict[str, torch.Tensor]:
+        """Call the family's processor on formatted texts; override when the processor cannot be used as is."""
+        image_arg: Any = images if self.nested_images else [im for group in images for im in group]
+        out = self.processor(text=texts, images=image_arg or None, return_tensors="pt", padding=True)
+        return dict(out)
+
+    def build_inputs(
+        self,
+        images: Sequence[Sequence[Image.Image]] | Sequence[Image.Image],
+        prompts: Sequence[str] | str,
+        chat: bool = True,
+    ) -> ModelInputs:
+        """Model inputs for a batch of samples (a sample = its images + a prompt), padded on the left."""
+        if isinstance(prompts, str):
+            prompts, images = [prompts], [list(images)]  # type: ignore[list-item]
+        groups = [list(g) for g in images]  # type: ignore[arg-type]
+        if len(groups) != len(prompts):
+            raise InputError(f"got {len(prompts)} prompts but {len(groups)} image lists; give one list per prompt.")
+        for i, group in enumerate(groups):
+            if not group:
+                raise InputError(
+                    f"sample {i} has no image; visdepth studies image tokens, so give every prompt an image."
+                )
+        texts = [self.format_prompt(p, len(g), chat=chat) for p, g in zip(prompts, groups, strict=True)]
+        rgb = [[im.convert("RGB") for im in g] for g in groups]
+        try:
+            tensors = self.process(texts, rgb)
+        except (ValueError, IndexError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(
+                f"{self.name}: the processor could not build inputs ({first}); check that the prompt and the "
+                "number of images match the model's expectations."
+            ) from err
+        tensors = self.add_extras(tensors)
+        ids = tensors["input_ids"]
+        if "attention_mask" not in tensors:
+            tensors["attention_mask"] = torch.ones_like(ids)
+        image_mask = self.image_mask(ids)
+        for i, group in enumerate(groups):
+            if not bool(image_mask[i].any()):
+                raise InputError(
+                    f"sample {i}: no image token survived processing; the prompt template of {self.name} "
+                    "may be dropping the image placeholder."
+                )
+        return ModelInputs(tensors, image_mask, self.special_mask(ids), list(prompts))
+
+    def add_extras(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Family-specific extra inputs derived from the ids (e.g. Qwen's ``mm_token_type_ids``)."""
+        return tensors
+
+    def model_kwargs(self, inputs: ModelInputs) -> dict[str, torch.Tensor]:
+        """Keyword arguments for ``model(...)`` / ``model.generate(...)``."""
+        return dict(inputs.tensors)
+
+    def describe(self) -> dict[str, Any]:
+        """What a result file records about the model."""
+        return {
+            "name": self.name,
+            "family": self.family,
+            "model_type": self.config.model_type,
+            "num_layers": self.num_layers,
+            "hidden_size": self.hidden_size,
+            "image_token_id": self.image_token_id,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "attn_implementation": getattr(self.text_config, "_attn_implementation", None),
+            "num_parameters": sum(p.numel() for p in self.model.parameters()),
+        }
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(cls, model_id: str, **model_args: Any) -> VLMAdapter:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        processor_args = {k: model_args.pop(k) for k in list(model_args) if k.startswith("processor_")}
+        processor = AutoProcessor.from_pretrained(
+            model_id, **{k.removeprefix("processor_"): v for k, v in processor_args.items()}
+        )
+        model = AutoModelForImageTextToText.from_pretrained(model_id, **model_args)
+        return cls(model, processor, model_id)
+
+    @classmethod
+    def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:
+        """A tiny random-weight instance built offline from the family's config class."""
+        raise NotImplementedError(f"{cls.family} has no tiny variant {variant!r}")
