@@ -152,7 +152,9 @@ class VLMAdapter:
         return ids
 
     def special_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
-        special = torch.tensor(sorted(self.special_token_ids()), dtype=input_ids.dtype, device=input_ids.device)
+        special = torch.tensor(
+            sorted(self.special_token_ids()), dtype=input_ids.dtype, device=input_ids.device
+        )
         return torch.isin(input_ids, special) & ~self.image_mask(input_ids)
 
     @staticmethod
@@ -171,7 +173,9 @@ class VLMAdapter:
     # ------------------------------------------------------------------ inputs
     def format_prompt(self, prompt: str, num_images: int, chat: bool = True) -> str:
         """The prompt text with one image placeholder per image, through the chat template when there is one."""
-        template = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
+        template = getattr(self.processor, "chat_template", None) or getattr(
+            self.tokenizer, "chat_template", None
+        )
         if chat and template:
             content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
             messages = [{"role": "user", "content": content}]
@@ -199,7 +203,9 @@ class VLMAdapter:
             prompts, images = [prompts], [list(images)]  # type: ignore[list-item]
         groups = [list(g) for g in images]  # type: ignore[arg-type]
         if len(groups) != len(prompts):
-            raise InputError(f"got {len(prompts)} prompts but {len(groups)} image lists; give one list per prompt.")
+            raise InputError(
+                f"got {len(prompts)} prompts but {len(groups)} image lists; give one list per prompt."
+            )
         for i, group in enumerate(groups):
             if not group:
                 raise InputError(
@@ -220,7 +226,7 @@ class VLMAdapter:
         if "attention_mask" not in tensors:
             tensors["attention_mask"] = torch.ones_like(ids)
         image_mask = self.image_mask(ids)
-        for i, group in enumerate(groups):
+        for i in range(len(groups)):
             if not bool(image_mask[i].any()):
                 raise InputError(
                     f"sample {i}: no image token survived processing; the prompt template of {self.name} "
@@ -261,6 +267,14 @@ class VLMAdapter:
         )
         model = AutoModelForImageTextToText.from_pretrained(model_id, **model_args)
         return cls(model, processor, model_id)
+
+    def random_twin(self, seed: int = 0) -> VLMAdapter:
+        """The same architecture and processor with freshly initialised weights: the baseline that tells learnt
+        structure from what the architecture alone produces."""
+        from visdepth.models.tiny import seeded_init
+
+        twin = seeded_init(type(self.model), self.config, seed).to(device=self.device, dtype=self.dtype)
+        return type(self)(twin, self.processor, f"{self.name} (random init)")
 
     @classmethod
     def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:

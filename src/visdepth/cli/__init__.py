@@ -1,0 +1,20 @@
+"""The ``visdepth`` command: one typer app with a subcommand per experiment (one file each in this folder)."""
+
+from __future__ import annotations
+
+import typer
+
+from visdepth.cli import dynamics, info
+
+app = typer.Typer(
+    name="visdepth",
+    help="How deep into the language model do image tokens need to go? Layer-wise analysis of HF VLMs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("dynamics")(dynamics.command)
+app.command("models")(info.models)
+app.command("datasets")(info.datasets)
+
+__all__ = ["app"]

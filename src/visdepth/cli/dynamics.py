@@ -1,0 +1,122 @@
+"""``visdepth dynamics``: RQ1, per-layer representation dynamics of image vs text tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from visdepth.cli.common import console, friendly, parse_model_args
+from visdepth.defaults import DEFAULT_DATASET_NAME, DEFAULT_MODEL
+
+
+@friendly
+def command(
+    model: Annotated[
+        str, typer.Option(help="HF id, local folder, or built-in name (see `visdepth models`).")
+    ] = (DEFAULT_MODEL),
+    model_args: Annotated[
+        str,
+        typer.Option(
+            "--model_args",
+            "--model-args",
+            help="from_pretrained kwargs, e.g. 'revision=main,trust_remote_code=true'.",
+        ),
+    ] = "",
+    data: Annotated[
+        str, typer.Option(help="built-in data set name or JSONL manifest path.")
+    ] = DEFAULT_DATASET_NAME,
+    limit: Annotated[int | None, typer.Option(help="use only the first N samples.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
+    seed: Annotated[int, typer.Option()] = 0,
+    output_path: Annotated[
+        str,
+        typer.Option(
+            "--output_path", "--output-path", help="folder for results.json, samples.jsonl and figures."
+        ),
+    ] = "outputs",
+    log_samples: Annotated[
+        bool,
+        typer.Option(
+            "--log_samples/--no-log_samples",
+            "--log-samples/--no-log-samples",
+            help="keep the per-sample JSONL.",
+        ),
+    ] = True,
+    exclude_special: Annotated[
+        bool,
+        typer.Option(
+            "--exclude_special/--no-exclude_special",
+            "--exclude-special/--no-exclude-special",
+            help="leave template/special tokens out of the text group.",
+        ),
+    ] = True,
+    entropy_alpha: Annotated[
+        float,
+        typer.Option(
+            "--entropy_alpha", "--entropy-alpha", help="Renyi order of the matrix entropy (1 = Shannon)."
+        ),
+    ] = 1.0,
+    entropy_normalize: Annotated[
+        str, typer.Option("--entropy_normalize", "--entropy-normalize", help="log_min, log_n or log_d.")
+    ] = "log_min",
+    id_methods: Annotated[
+        str, typer.Option("--id_methods", "--id-methods", help="intrinsic-dimension estimators: twonn,mle.")
+    ] = "twonn,mle",
+    max_tokens: Annotated[
+        int | None,
+        typer.Option("--max_tokens", "--max-tokens", help="subsample each group to N tokens per sample."),
+    ] = None,
+    baseline: Annotated[bool, typer.Option(help="also measure the random-init twin of the model.")] = False,
+    chat: Annotated[bool, typer.Option(help="format prompts with the model's chat template.")] = True,
+    progress: Annotated[bool, typer.Option(help="show a progress bar.")] = True,
+) -> None:
+    """Per-layer entropy, intrinsic dimension, curvature, norms and similarity of image vs text tokens."""
+    from visdepth.errors import ConfigError
+    from visdepth.experiments.dynamics import DynamicsConfig, run, run_dir
+
+    if entropy_normalize not in ("log_min", "log_n", "log_d"):
+        raise ConfigError(
+            f"--entropy_normalize {entropy_normalize!r} is unknown; use log_min, log_n or log_d."
+        )
+    config = DynamicsConfig(
+        model=model,
+        model_args=parse_model_args(model_args),
+        data=data,
+        limit=limit,
+        device=device,
+        dtype=dtype,
+        seed=seed,
+        output_path=output_path,
+        log_samples=log_samples,
+        exclude_special=exclude_special,
+        entropy_alpha=entropy_alpha,
+        entropy_normalize=entropy_normalize,  # type: ignore[arg-type]
+        id_methods=tuple(m.strip() for m in id_methods.split(",") if m.strip()),
+        max_tokens=max_tokens,
+        baseline=baseline,
+        chat=chat,
+        progress=progress,
+    )
+    result = run(config)
+    folder = run_dir(config, result.model["name"])
+    _print_summary(result)
+    console.print(f"[green]wrote[/] {folder / 'results.json'} and {len(result.files)} files beside it")
+
+
+def _print_summary(result) -> None:
+    from rich.table import Table
+
+    L = result.num_layers
+    picks = sorted({0, L // 4, L // 2, 3 * L // 4, L})
+    table = Table(title=f"{result.model['name']}: {result.num_samples} samples, L = {L} (medians)")
+    table.add_column("metric")
+    for layer in picks:
+        table.add_column(f"l={layer}", justify="right")
+    for metric in ("entropy_norm", "id_twonn", "depth_curvature", "norm"):
+        for group in ("image", "text"):
+            med = result.summary[group][metric].median
+            cells = ["-" if med[i] is None else f"{med[i]:.3g}" for i in picks]
+            table.add_row(f"{metric} ({group})", *cells)
+    console.print(table)
