@@ -98,3 +98,11 @@ def test_random_init_baseline(tmp_path):
     assert all(
         math.isnan(v) if isinstance(v, float) else v is None for v in result.summary["image"]["id_mle"].median
     )
+
+
+def test_skean_entropy_mode_is_recorded_and_differs(tmp_path):
+    adapter = tiny("tiny:llava")
+    paper = run(_config(tmp_path / "p", limit=1, id_methods=("twonn",)), adapter)
+    skean = run(_config(tmp_path / "s", limit=1, id_methods=("twonn",), entropy_mode="skean"), adapter)
+    assert skean.meta.choices["entropy"] != paper.meta.choices["entropy"]
+    assert skean.summary["image"]["entropy_norm"].median != paper.summary["image"]["entropy_norm"].median

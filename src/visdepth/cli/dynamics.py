@@ -59,8 +59,19 @@ def command(
         ),
     ] = 1.0,
     entropy_normalize: Annotated[
-        str, typer.Option("--entropy_normalize", "--entropy-normalize", help="log_min, log_n or log_d.")
+        str,
+        typer.Option(
+            "--entropy_normalize",
+            "--entropy-normalize",
+            help="log_min = log min(N-1, d) (exact maximum after centring), log_min_nd, log_n or log_d.",
+        ),
     ] = "log_min",
+    entropy_mode: Annotated[
+        str,
+        typer.Option(
+            "--entropy_mode", "--entropy-mode", help="paper, or skean (Skean et al. 2025 reference choices)."
+        ),
+    ] = "paper",
     id_methods: Annotated[
         str, typer.Option("--id_methods", "--id-methods", help="intrinsic-dimension estimators: twonn,mle.")
     ] = "twonn,mle",
@@ -93,6 +104,7 @@ def command(
         exclude_special=exclude_special,
         entropy_alpha=entropy_alpha,
         entropy_normalize=entropy_normalize,  # type: ignore[arg-type]
+        entropy_mode=entropy_mode,  # type: ignore[arg-type]
         id_methods=tuple(m.strip() for m in id_methods.split(",") if m.strip()),
         max_tokens=max_tokens,
         baseline=baseline,

@@ -33,6 +33,8 @@ from visdepth.metrics import (
     matrix_entropy,
     mean_cosine,
     sequence_curvature,
+    skean_entropy,
+    skean_entropy_choices,
 )
 from visdepth.models import VLMAdapter, load
 from visdepth.results.io import JsonlWriter, read_jsonl, set_seed, write_json
@@ -77,7 +79,12 @@ class DynamicsConfig(BaseModel):
     chat: bool = True
     exclude_special: bool = True
     entropy_alpha: float = 1.0
-    entropy_normalize: Literal["log_n", "log_d", "log_min"] = "log_min"
+    entropy_normalize: Literal["log_n", "log_d", "log_min", "log_min_nd"] = "log_min"
+    entropy_mode: Literal["paper", "skean"] = Field(
+        default="paper",
+        description="paper: centred, row-normalised Gram spectrum; skean: the reference choices of Skean et al. "
+        "2025 (clamped Gram entries, normalised by min(log N, log d))",
+    )
     id_methods: tuple[str, ...] = ("twonn", "mle")
     mle_k: int = 20
     max_tokens: int | None = Field(
@@ -143,10 +150,14 @@ def measure_group(states: torch.Tensor, config: DynamicsConfig) -> dict[str, lis
     curvature = depth_curvature(states).tolist()
     for layer in range(depth):
         Z = states[layer]
-        out["entropy"].append(matrix_entropy(Z, alpha=config.entropy_alpha))
-        out["entropy_norm"].append(
-            matrix_entropy(Z, alpha=config.entropy_alpha, normalize=config.entropy_normalize)
-        )
+        if config.entropy_mode == "skean":
+            out["entropy"].append(skean_entropy(Z, alpha=config.entropy_alpha, normalized=False))
+            out["entropy_norm"].append(skean_entropy(Z, alpha=config.entropy_alpha, normalized=True))
+        else:
+            out["entropy"].append(matrix_entropy(Z, alpha=config.entropy_alpha))
+            out["entropy_norm"].append(
+                matrix_entropy(Z, alpha=config.entropy_alpha, normalize=config.entropy_normalize)
+            )
         for method in ("twonn", "mle"):
             value = math.nan
             if method in config.id_methods:
@@ -232,7 +243,9 @@ def choices(config: DynamicsConfig) -> dict[str, Any]:
         + (" and special tokens" if config.exclude_special else ""),
         "token_cloud": "per_sample",
         "token_subsample": config.max_tokens,
-        "entropy": entropy_choices(alpha=config.entropy_alpha, normalize=config.entropy_normalize),
+        "entropy": skean_entropy_choices(alpha=config.entropy_alpha)
+        if config.entropy_mode == "skean"
+        else entropy_choices(alpha=config.entropy_alpha, normalize=config.entropy_normalize),
         "intrinsic_dimension": {
             m: intrinsic_dimension_choices(method=m, k=config.mle_k) for m in config.id_methods
         },
