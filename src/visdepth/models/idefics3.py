@@ -1,0 +1,252 @@
+"""Idefics3 family: Idefics3 (``idefics3``) and SmolVLM (``smolvlm``), which share one input layout.
+
+The processor splits a large image into a grid of tiles plus a downscaled global image and writes each of them as
+``<fake_token_around_image><row_i_col_j>`` (or ``<global-img>``) followed by ``<image>`` tokens, with newlines
+between tile rows; so one image gives several spans of image tokens, and the wrappers and row newlines are
+template tokens, not text. The decoder lives at ``model.model.text_model`` rather than the default
+``language_model``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from visdepth.models import tiny
+from visdepth.models.base import VLMAdapter
+from visdepth.models.registry import register
+
+# the processors write tile positions with this pattern (up to row 6, col 6 in the released tokenizers)
+_ROW_COL = re.compile(r"<row_\d+_col_\d+>")
+# where the checkpoint comes from, as opposed to how the model is built
+_HUB_ARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "trust_remote_code")
+
+
+@contextmanager
+def _num2words_optional() -> Iterator[None]:
+    """Let SmolVLMProcessor be built without the ``num2words`` package.
+
+    The processor refuses to initialise without it, but only uses it to spell out frame counts of videos; images
+    never reach it. A stub stands in during construction only, and any video call afterwards still fails.
+    """
+    from transformers.models.smolvlm import processing_smolvlm
+
+    if processing_smolvlm.num2words is not None:
+        yield
+        return
+    processing_smolvlm.num2words = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        processing_smolvlm.num2words = None
+
+
+def _processor_class(model_type: str) -> Any:
+    if model_type == "smolvlm":
+        from transformers import SmolVLMProcessor
+
+        return SmolVLMProcessor
+    from transformers import Idefics3Processor
+
+    return Idefics3Processor
+
+
+@register
+class Idefics3Adapter(VLMAdapter):
+    family = "idefics3"
+    model_types = ("idefics3", "smolvlm")
+    tiny_variants = ("idefics3", "smolvlm")
+    # the processor matches images to prompts by sample; a flat list is re-split by counting placeholders
+    nested_images = True
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def language_model(self) -> torch.nn.Module:
+        return self.base_model.text_model
+
+    # ------------------------------------------------------------------ token groups
+    def _wrapper_ids(self) -> set[int]:
+        """Ids of the tokens that frame image tiles: the fake token, ``<global-img>`` and every ``<row_i_col_j>``."""
+        tok = self.tokenizer
+        names = [
+            getattr(self.processor, "fake_image_token", "<fake_token_around_image>"),
+            # Idefics3Processor calls it global_image_tag, SmolVLMProcessor global_image_token
+            getattr(self.processor, "global_image_token", None)
+            or getattr(self.processor, "global_image_tag", None),
+        ]
+        names += [name for name in tok.get_added_vocab() if _ROW_COL.fullmatch(name)]
+        ids = {tok.convert_tokens_to_ids(name) for name in names if name}
+        ids.discard(None)
+        ids.discard(getattr(tok, "unk_token_id", None))
+        return {int(i) for i in ids}
+
+    def special_token_ids(self) -> set[int]:
+        # released tokenizers do not all flag the tile wrappers as special, but they are never prompt text
+        ids = super().special_token_ids() | self._wrapper_ids()
+        ids.discard(self.image_token_id)
+        return ids
+
+    def _newline_ids(self) -> set[int]:
+        return {i for text in ("\n", "\n\n") for i in self.tokenizer.encode(text, add_special_tokens=False)}
+
+    def special_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Special ids, plus the newlines that separate tile rows inside one image's layout.
+
+        Such a newline follows an image token and precedes a tile wrapper; a newline of the prompt template
+        after an image follows the closing wrapper instead, so it stays text.
+        """
+        mask = super().special_mask(input_ids)
+        device = input_ids.device
+        newline_ids = torch.tensor(sorted(self._newline_ids()), dtype=input_ids.dtype, device=device)
+        newline = torch.isin(input_ids, newline_ids)
+        if not bool(newline.any()):
+            return mask
+        wrapper_ids = torch.tensor(sorted(self._wrapper_ids()), dtype=input_ids.dtype, device=device)
+        wrapper = torch.isin(input_ids, wrapper_ids)
+        image = self.image_mask(input_ids)
+        n = input_ids.shape[-1]
+        index = torch.arange(n, device=device).expand_as(input_ids)
+        # for a newline, the nearest non-newline position on each side; n (a sentinel reading False) if none
+        before = torch.where(newline, -1, index).cummax(dim=-1).values
+        before = torch.where(before < 0, n, before)
+        after = torch.where(newline, n, index).flip(-1).cummin(dim=-1).values.flip(-1)
+        sentinel = torch.zeros_like(image[..., :1])
+        image_before = torch.cat([image, sentinel], dim=-1).gather(-1, before)
+        wrapper_after = torch.cat([wrapper, sentinel], dim=-1).gather(-1, after)
+        return mask | (newline & image_before & wrapper_after)
+
+    # ------------------------------------------------------------------ inputs
+    def format_prompt(self, prompt: str, num_images: int, chat: bool = True) -> str:
+        from transformers import ProcessorMixin
+
+        processor = self.processor
+        template = getattr(processor, "chat_template", None)
+        if chat and template and hasattr(processor, "video_processor") and processor.video_processor is None:
+            # SmolVLMProcessor.apply_chat_template reads frame defaults from its video processor, which is
+            # absent without torchvision; an image-only prompt renders the same through the generic method
+            content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
+            messages = [{"role": "user", "content": content}]
+            return ProcessorMixin.apply_chat_template(
+                processor, messages, add_generation_prompt=True, tokenize=False
+            )
+        return super().format_prompt(prompt, num_images, chat=chat)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load_processor(cls, model_id: str, model_type: str, **kwargs: Any) -> Any:
+        """The checkpoint's processor; without torchvision, rebuilt from its image processor and tokenizer.
+
+        AutoProcessor also loads SmolVLM's video processor, which needs torchvision (and the processor needs
+        ``num2words``); neither is used for images, so the processor is then assembled without them.
+        """
+        from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+        try:
+            return AutoProcessor.from_pretrained(model_id, **kwargs)
+        except (ImportError, ValueError, TypeError, AttributeError) as err:
+            processor_cls = _processor_class(model_type)
+            try:
+                processor_dict, extra = processor_cls.get_processor_dict(model_id, **dict(kwargs))
+                parts = {
+                    "image_processor": AutoImageProcessor.from_pretrained(model_id, **kwargs),
+                    "tokenizer": AutoTokenizer.from_pretrained(model_id, **kwargs),
+                }
+                args = [parts.get(name) for name in processor_cls.get_attributes()]
+                with _num2words_optional():
+                    return tiny.build_processor(
+                        lambda: processor_cls.from_args_and_dict(args, processor_dict, **extra)
+                    )
+            except Exception as fallback_err:
+                raise err from fallback_err
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, **model_args: Any) -> VLMAdapter:
+        from transformers import AutoConfig, AutoModelForImageTextToText
+
+        processor_args = {
+            k.removeprefix("processor_"): model_args.pop(k)
+            for k in list(model_args)
+            if k.startswith("processor_")
+        }
+        hub_args = {k: v for k, v in model_args.items() if k in _HUB_ARGS}
+        model_type = AutoConfig.from_pretrained(model_id, **hub_args).model_type
+        processor = cls.load_processor(model_id, model_type, **processor_args)
+        model = AutoModelForImageTextToText.from_pretrained(model_id, **model_args)
+        return cls(model, processor, model_id)
+
+    @classmethod
+    def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:
+        from transformers import LlamaConfig
+
+        # tiles of 32 px, 4x4 patches of 8 px, pixel-shuffled by 2: 4 image tokens per tile. Images are first
+        # scaled to a longest edge of 64 px, so a typical photo gives 2x2 tiles plus the global image.
+        tile, patch, scale = 32, 8, 2
+        image_seq_len = (tile // patch) ** 2 // scale**2
+        row_col = [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+        tokenizer = tiny.byte_tokenizer(
+            row_col,
+            {
+                "image_token": "<image>",
+                "fake_image_token": "<fake_token_around_image>",
+                "global_image_token": "<global-img>",
+                "end_of_utterance_token": "<end_of_utterance>",
+            },
+            chat_template=tiny.chat_template("<image>"),
+        )
+        vision = dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=tile,
+            patch_size=patch,
+        )
+        text = LlamaConfig(
+            **tiny.TINY_TEXT, vocab_size=tiny.vocab_size(tokenizer), pad_token_id=tokenizer.pad_token_id
+        )
+        common = dict(image_token_id=tiny.token_id(tokenizer, "<image>"), scale_factor=scale)
+        image_kwargs = dict(size={"longest_edge": 2 * tile}, max_image_size={"longest_edge": tile})
+        if variant == "idefics3":
+            from transformers import (
+                Idefics3Config,
+                Idefics3ForConditionalGeneration,
+                Idefics3ImageProcessorPil,
+                Idefics3Processor,
+                Idefics3VisionConfig,
+            )
+
+            config = Idefics3Config(vision_config=Idefics3VisionConfig(**vision), text_config=text, **common)
+            model = tiny.seeded_init(Idefics3ForConditionalGeneration, config, seed)
+            processor = Idefics3Processor(
+                image_processor=Idefics3ImageProcessorPil(**image_kwargs),
+                tokenizer=tokenizer,
+                image_seq_len=image_seq_len,
+                chat_template=tokenizer.chat_template,
+            )
+        elif variant == "smolvlm":
+            from transformers import (
+                SmolVLMConfig,
+                SmolVLMForConditionalGeneration,
+                SmolVLMImageProcessorPil,
+                SmolVLMProcessor,
+                SmolVLMVisionConfig,
+            )
+
+            config = SmolVLMConfig(vision_config=SmolVLMVisionConfig(**vision), text_config=text, **common)
+            model = tiny.seeded_init(SmolVLMForConditionalGeneration, config, seed)
+            with _num2words_optional():
+                processor = tiny.build_processor(
+                    SmolVLMProcessor,
+                    image_processor=SmolVLMImageProcessorPil(**image_kwargs),
+                    tokenizer=tokenizer,
+                    video_processor=None,
+                    image_seq_len=image_seq_len,
+                    chat_template=tokenizer.chat_template,
+                )
+        else:
+            raise ValueError(variant)
+        return cls(model, processor, f"tiny:{variant}")
