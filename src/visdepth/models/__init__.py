@@ -31,11 +31,34 @@ DTYPES = {
 }
 
 # One module per family; importing it registers its adapter.
-FAMILY_MODULES = ("llava",)
+FAMILY_MODULES = ("llava", "qwen2_vl", "gemma3", "paligemma", "idefics3", "internvl")
 for _name in FAMILY_MODULES:
     importlib.import_module(f"visdepth.models.{_name}")
 
-__all__ = ["ModelInputs", "VLMAdapter", "load", "resolve_device", "resolve_dtype", "tiny_names"]
+# Trained models that ship inside visdepth (no download): name -> (package, folder). The first is the default of
+# every command, because a random tiny model gives numbers that mean nothing.
+BUILTIN_MODELS = {"visdepth/shapes-vlm": ("visdepth.reference", "shapes_vlm")}
+DEFAULT_MODEL = "visdepth/shapes-vlm"
+
+__all__ = [
+    "BUILTIN_MODELS",
+    "DEFAULT_MODEL",
+    "ModelInputs",
+    "VLMAdapter",
+    "builtin_model_path",
+    "load",
+    "resolve_device",
+    "resolve_dtype",
+    "tiny_names",
+]
+
+
+def builtin_model_path(name: str) -> str:
+    """The folder of a built-in model (``visdepth/shapes-vlm``), loadable by plain transformers too."""
+    from importlib import resources
+
+    package, folder = BUILTIN_MODELS[name]
+    return str(resources.files(package) / folder)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -63,7 +86,7 @@ def _supported_sentence() -> str:
 
 
 def load(
-    model: str,
+    model: str = DEFAULT_MODEL,
     *,
     device: str | None = "auto",
     dtype: str | torch.dtype | None = "auto",
@@ -72,6 +95,8 @@ def load(
     **model_args: Any,
 ) -> VLMAdapter:
     """Load a VLM by hub id, local path or built-in name and return its adapter.
+
+    Built-in names: ``visdepth/shapes-vlm`` (the default), a LLaVA trained on the ``shapes`` benchmark.
 
     ``tiny:<variant>`` builds a tiny random model of that family offline (weights drawn from ``seed``);
     ``model_args`` go to ``from_pretrained`` (``processor_``-prefixed ones to the processor).
@@ -88,6 +113,9 @@ def load(
         adapter = cls.build_tiny(variant, seed=seed)
         adapter.model.config._attn_implementation = attn_implementation
         _set_attn(adapter, attn_implementation)
+    elif model in BUILTIN_MODELS:
+        adapter = _load_pretrained(builtin_model_path(model), attn_implementation, **model_args)
+        adapter.name = model
     else:
         adapter = _load_pretrained(model, attn_implementation, **model_args)
     adapter.model.to(device=dev, dtype=torch_dtype) if torch_dtype else adapter.model.to(dev)

@@ -1,0 +1,176 @@
+"""Gemma 3 family (``gemma3``): SigLIP features pooled to a fixed number of soft tokens per image.
+
+The prompt carries ``<start_of_image>`` once per image; the processor expands it to
+``<start_of_image>`` + N x ``<image_soft_token>`` + ``<end_of_image>`` (N = ``mm_tokens_per_image``). Only the
+soft tokens hold vision features; the two delimiters are special tokens. The decoder attends bidirectionally among
+the soft tokens of one image, which transformers builds from ``token_type_ids`` (1 on soft tokens), and mixes
+sliding-window layers with global ones, each kind with its own rotary embedding. The module layout is the
+transformers-5 default (``model.model.language_model.layers`` / ``.norm``).
+
+Gemma 3 text checkpoints (``gemma3_text``, ``Gemma3ForCausalLM``) have no vision tower and are not served here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+
+from visdepth.models import tiny
+from visdepth.models.base import VLMAdapter
+from visdepth.models.registry import register
+
+BOI, IMAGE, EOI = "<start_of_image>", "<image_soft_token>", "<end_of_image>"
+TURN_START, TURN_END = "<start_of_turn>", "<end_of_turn>"
+
+# A Gemma-style template (turns, "model" as the assistant role, BOS rendered by the template) written for the tiny
+# variant; real checkpoints bring their own.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<start_of_turn>"
+    "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<start_of_image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def pretrained_processor(model_id: str, processor_cls: Any, **kwargs: Any) -> Any:
+    """The checkpoint's processor: ``AutoProcessor`` when it loads, else rebuilt from its parts.
+
+    With torchvision installed ``AutoProcessor`` gives the standard processor. Without it some processors fail to
+    load (a torchvision-only sub-processor, or the class check of a dummy one); the image processor then loads with
+    the PIL backend, the tokenizer on its own, and the processor is assembled from them and its saved settings
+    (token counts, chat template).
+    """
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    try:
+        return AutoProcessor.from_pretrained(model_id, **kwargs)
+    except (ImportError, TypeError, ValueError):
+        pass
+    image_processor = AutoImageProcessor.from_pretrained(model_id, backend="pil", **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(model_id, **kwargs)
+    saved, _ = processor_cls.get_processor_dict(model_id, **kwargs)
+    parts = {"self", "image_processor", "tokenizer"}
+    accepted = set(inspect.signature(processor_cls.__init__).parameters) - parts
+    settings = {k: v for k, v in saved.items() if k in accepted}
+    return tiny.build_processor(
+        processor_cls, image_processor=image_processor, tokenizer=tokenizer, **settings
+    )
+
+
+@register
+class Gemma3Adapter(VLMAdapter):
+    family = "gemma3"
+    model_types = ("gemma3",)
+    tiny_variants = ("gemma3",)
+    # the processor matches images to prompts per sample
+    nested_images = True
+
+    def special_token_ids(self) -> set[int]:
+        ids = super().special_token_ids()
+        # the image delimiters come from the config, so they count even where a tokenizer does not flag them
+        for key in ("boi_token_id", "eoi_token_id"):
+            value = getattr(self.config, key, None)
+            if value is not None:
+                ids.add(int(value))
+        ids.discard(self.image_token_id)
+        return ids
+
+    def format_prompt(self, prompt: str, num_images: int, chat: bool = True) -> str:
+        text = super().format_prompt(prompt, num_images, chat=chat)
+        bos = getattr(self.tokenizer, "bos_token", None)
+        # Gemma's template renders BOS and its tokenizer adds one too: keep one, or every prompt starts with two
+        if bos and text.startswith(bos) and self._tokenizer_adds_bos():
+            text = text[len(bos) :]
+        return text
+
+    def _tokenizer_adds_bos(self) -> bool:
+        bos_id = getattr(self.tokenizer, "bos_token_id", None)
+        ids = self.tokenizer("a", add_special_tokens=True)["input_ids"]
+        return bos_id is not None and len(ids) > 0 and ids[0] == bos_id
+
+    def add_extras(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # The bidirectional image blocks are built from token_type_ids; without them every layer is causal.
+        # Derived from the ids so they always agree with the image mask.
+        ids = tensors["input_ids"]
+        tensors["token_type_ids"] = (ids == self.image_token_id).to(ids.dtype)
+        return tensors
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, **model_args: Any) -> VLMAdapter:
+        from transformers import AutoModelForImageTextToText, Gemma3Processor
+
+        processor_args = {
+            k.removeprefix("processor_"): model_args.pop(k)
+            for k in list(model_args)
+            if k.startswith("processor_")
+        }
+        processor = pretrained_processor(model_id, Gemma3Processor, **processor_args)
+        model = AutoModelForImageTextToText.from_pretrained(model_id, **model_args)
+        return cls(model, processor, model_id)
+
+    @classmethod
+    def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:
+        from transformers import (
+            Gemma3Config,
+            Gemma3ForConditionalGeneration,
+            Gemma3ImageProcessorPil,
+            Gemma3Processor,
+            Gemma3TextConfig,
+            SiglipVisionConfig,
+        )
+
+        if variant != "gemma3":
+            raise ValueError(variant)
+        image_size, patch, tokens_per_image = 32, 4, 16  # 8x8 patches average-pooled to 4x4 soft tokens
+        tokenizer = tiny.byte_tokenizer(
+            [TURN_START, TURN_END],
+            {"boi_token": BOI, "image_token": IMAGE, "eoi_token": EOI},
+            chat_template=GEMMA_TEMPLATE,
+            bos_token="<bos>",
+            eos_token="<eos>",
+            pad_token="<pad>",
+        )
+        head_dim = tiny.TINY_TEXT["hidden_size"] // tiny.TINY_TEXT["num_attention_heads"]
+        text = Gemma3TextConfig(
+            **tiny.TINY_TEXT,
+            vocab_size=tiny.vocab_size(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            head_dim=head_dim,
+            query_pre_attn_scalar=head_dim,
+            # a window shorter than any prompt (one image alone is 16 tokens) and both layer kinds, so the
+            # sliding-window masks and the local rotary embedding are exercised, not only the global ones
+            sliding_window=16,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+        )
+        vision = SiglipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=patch,
+        )
+        config = Gemma3Config(
+            text_config=text,
+            vision_config=vision,
+            mm_tokens_per_image=tokens_per_image,
+            boi_token_index=tiny.token_id(tokenizer, BOI),
+            eoi_token_index=tiny.token_id(tokenizer, EOI),
+            image_token_index=tiny.token_id(tokenizer, IMAGE),
+            tie_word_embeddings=False,
+        )
+        model = tiny.seeded_init(Gemma3ForConditionalGeneration, config, seed)
+        image_processor = Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size})
+        processor = Gemma3Processor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            chat_template=GEMMA_TEMPLATE,
+            image_seq_length=tokens_per_image,
+        )
+        return cls(model, processor, f"tiny:{variant}")

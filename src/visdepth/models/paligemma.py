@@ -1,0 +1,128 @@
+"""PaliGemma family (``paligemma``, PaliGemma 1 and 2): a SigLIP encoder feeding a Gemma decoder as a prefix LM.
+
+There is no chat template: the prompt is N x ``<image>`` per image, then BOS, the prefix text and a newline (the
+processor inserts BOS and the newline). Everything in that prompt is the *prefix*, attended bidirectionally;
+transformers builds this from ``token_type_ids`` (0 = prefix, 1 = suffix), and generated tokens are the causal
+suffix. Every image gives the same number of tokens, and the images of one prompt sit back to back, so several
+images form one contiguous run that is cut into per-image spans by that count. The module layout is the
+transformers-5 default (``model.model.language_model.layers`` / ``.norm``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from visdepth.models import tiny
+from visdepth.models.base import VLMAdapter
+from visdepth.models.gemma3 import pretrained_processor
+from visdepth.models.registry import register
+
+
+@register
+class PaliGemmaAdapter(VLMAdapter):
+    family = "paligemma"
+    model_types = ("paligemma",)
+    tiny_variants = ("paligemma",)
+
+    @property
+    def tokens_per_image(self) -> int:
+        count = getattr(self.processor, "image_seq_length", None) or getattr(
+            self.text_config, "num_image_tokens", 0
+        )
+        return int(count)
+
+    def spans(self, mask: torch.Tensor) -> list[tuple[int, int]]:  # type: ignore[override]
+        """Per-image [start, end) spans: a contiguous run of image tokens is cut every ``tokens_per_image``."""
+        step = self.tokens_per_image
+        runs = VLMAdapter.spans(mask)
+        if step <= 0:
+            return runs
+        return [(s, min(s + step, end)) for start, end in runs for s in range(start, end, step)]
+
+    def format_prompt(self, prompt: str, num_images: int, chat: bool = True) -> str:
+        # PaliGemma is never chat-formatted; the processor adds BOS after the images and the closing newline
+        return self.image_placeholder() * num_images + prompt
+
+    def add_extras(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # the processor's training labels are not inputs here (and the base model refuses them)
+        tensors.pop("labels", None)
+        if "token_type_ids" not in tensors:
+            # all prompt positions are prefix: without token_type_ids the prefix would be attended causally
+            tensors["token_type_ids"] = torch.zeros_like(tensors["input_ids"])
+        return tensors
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, **model_args: Any) -> VLMAdapter:
+        from transformers import AutoConfig, AutoModelForImageTextToText, PaliGemmaProcessor
+
+        processor_args = {
+            k.removeprefix("processor_"): model_args.pop(k)
+            for k in list(model_args)
+            if k.startswith("processor_")
+        }
+        processor = pretrained_processor(model_id, PaliGemmaProcessor, **processor_args)
+        if model_args.get("attn_implementation") == "sdpa":
+            config = AutoConfig.from_pretrained(
+                model_id, trust_remote_code=bool(model_args.get("trust_remote_code"))
+            )
+            text = config.get_text_config()
+            # PaliGemma 2 decodes with Gemma 2, whose attention-logit soft-capping sdpa cannot apply (transformers
+            # refuses to load it with sdpa); eager is the kernel that still takes an explicit mask
+            if text.model_type == "gemma2" or getattr(text, "attn_logit_softcapping", None) is not None:
+                model_args["attn_implementation"] = "eager"
+        model = AutoModelForImageTextToText.from_pretrained(model_id, **model_args)
+        return cls(model, processor, model_id)
+
+    @classmethod
+    def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:
+        from transformers import (
+            GemmaConfig,
+            PaliGemmaConfig,
+            PaliGemmaForConditionalGeneration,
+            PaliGemmaProcessor,
+            SiglipImageProcessorPil,
+            SiglipVisionConfig,
+        )
+
+        if variant != "paligemma":
+            raise ValueError(variant)
+        image_size, patch = 32, 8  # 4x4 patches, one token each
+        tokenizer = tiny.byte_tokenizer(
+            ["<image>"], {"image_token": "<image>"}, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>"
+        )
+        image_processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
+        # real checkpoints store this in preprocessor_config.json; the processor reads it from here
+        image_processor.image_seq_length = (image_size // patch) ** 2
+        # built before the config: the processor adds PaliGemma's location/segmentation tokens to the vocabulary
+        processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+        vocab = tiny.vocab_size(tokenizer)
+        hidden = tiny.TINY_TEXT["hidden_size"]
+        text = GemmaConfig(
+            **tiny.TINY_TEXT,
+            vocab_size=vocab,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            head_dim=hidden // tiny.TINY_TEXT["num_attention_heads"],
+        )
+        vision = SiglipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=patch,
+        )
+        config = PaliGemmaConfig(
+            text_config=text,
+            vision_config=vision,
+            image_token_index=tiny.token_id(tokenizer, "<image>"),
+            projection_dim=hidden,
+            hidden_size=hidden,
+            vocab_size=vocab,
+            tie_word_embeddings=False,
+        )
+        model = tiny.seeded_init(PaliGemmaForConditionalGeneration, config, seed)
+        return cls(model, processor, f"tiny:{variant}")
