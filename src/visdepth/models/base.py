@@ -8,6 +8,7 @@ differs (see llava.py for the smallest one).
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -17,6 +18,16 @@ from PIL import Image
 from torch import nn
 
 from visdepth.errors import InputError
+
+#: ``from_pretrained`` arguments that say where a checkpoint's files are, as opposed to how the model is built
+HUB_ARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "trust_remote_code")
+#: what ``AutoProcessor`` raises when a part that images never use cannot be built (a video processor whose class
+#: needs torchvision, or the class check of its dummy stand-in)
+PROCESSOR_LOAD_ERRORS = (ImportError, ValueError, TypeError, AttributeError)
+
+
+def has_torchvision() -> bool:
+    return importlib.util.find_spec("torchvision") is not None
 
 
 @dataclass
@@ -72,6 +83,11 @@ class VLMAdapter:
     tiny_variants: ClassVar[tuple[str, ...]] = ()
     #: the key under which the processor wants images (flat list vs one list per sample)
     nested_images: ClassVar[bool] = False
+    #: the processor class (its name in ``transformers``) per ``config.model_type`` that a checkpoint's processor is
+    #: rebuilt as when ``AutoProcessor`` cannot load it; a model type without one gets AutoProcessor's error
+    processor_classes: ClassVar[dict[str, str]] = {}
+    #: whether that rebuild is tried where torchvision is installed too (``False``: AutoProcessor's error stands)
+    rebuild_with_torchvision: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, processor: Any, name: str):
         self.model = model.eval()
@@ -259,14 +275,71 @@ class VLMAdapter:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, model_id: str, **model_args: Any) -> VLMAdapter:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        """Adapter for a checkpoint; ``processor_``-prefixed arguments go to the processor, the rest to the model."""
+        from transformers import AutoConfig, AutoModelForImageTextToText
 
-        processor_args = {k: model_args.pop(k) for k in list(model_args) if k.startswith("processor_")}
-        processor = AutoProcessor.from_pretrained(
-            model_id, **{k.removeprefix("processor_"): v for k, v in processor_args.items()}
+        processor_args = {
+            k.removeprefix("processor_"): model_args.pop(k)
+            for k in list(model_args)
+            if k.startswith("processor_")
+        }
+        hub_args = {k: v for k, v in model_args.items() if k in HUB_ARGS}
+        config = AutoConfig.from_pretrained(model_id, **hub_args)
+        processor = cls.load_processor(model_id, config.model_type, **processor_args)
+        model = AutoModelForImageTextToText.from_pretrained(
+            model_id, **cls.model_load_args(config, model_args)
         )
-        model = AutoModelForImageTextToText.from_pretrained(model_id, **model_args)
         return cls(model, processor, model_id)
+
+    @classmethod
+    def model_load_args(cls, config: Any, model_args: dict[str, Any]) -> dict[str, Any]:
+        """The arguments for the model's ``from_pretrained``; override where the family must change them."""
+        return model_args
+
+    @classmethod
+    def load_processor(cls, model_id: str, model_type: str, **processor_args: Any) -> Any:
+        """The checkpoint's processor: ``AutoProcessor``'s when it loads, else rebuilt without its video part.
+
+        With torchvision installed ``AutoProcessor`` gives the standard processor. Without it, it fails on a part
+        that images never use (a video processor whose class needs torchvision, or the class check of its dummy);
+        the processor is then rebuilt as ``processor_classes[model_type]`` by ``rebuild_processor``. Where the
+        rebuild fails too, AutoProcessor's error is raised, with the rebuild's as its cause.
+        """
+        import transformers
+
+        try:
+            return transformers.AutoProcessor.from_pretrained(model_id, **processor_args)
+        except PROCESSOR_LOAD_ERRORS as err:
+            name = cls.processor_classes.get(model_type)
+            if name is None or (not cls.rebuild_with_torchvision and has_torchvision()):
+                raise
+            try:
+                return cls.rebuild_processor(getattr(transformers, name), model_id, **processor_args)
+            except Exception as rebuild_err:
+                raise err from rebuild_err
+
+    @classmethod
+    def rebuild_processor(cls, processor_cls: Any, model_id: str, **processor_args: Any) -> Any:
+        """``processor_cls`` assembled as ``AutoProcessor`` assembles it, less its video (and audio) part.
+
+        The image processor loads with the PIL backend, the tokenizer on its own, and the processor is built from
+        them and its saved settings (token counts, chat template; ``processor_args`` override them) through
+        ``tiny.build_processor``, which lets the absent parts pass the class check. Families override this to
+        add what their processor needs around it.
+        """
+        from transformers import AutoImageProcessor, AutoTokenizer
+
+        from visdepth.models.tiny import build_processor
+
+        settings, overrides = processor_cls.get_processor_dict(model_id, **processor_args)
+        parts = {
+            "image_processor": AutoImageProcessor.from_pretrained(
+                model_id, **{"backend": "pil", **processor_args}
+            ),
+            "tokenizer": AutoTokenizer.from_pretrained(model_id, **processor_args),
+        }
+        args = [parts.get(name) for name in processor_cls.get_attributes()]
+        return build_processor(lambda: processor_cls.from_args_and_dict(args, settings, **overrides))
 
     def random_twin(self, seed: int = 0) -> VLMAdapter:
         """The same architecture and processor with freshly initialised weights: the baseline that tells learnt

@@ -12,9 +12,6 @@ Gemma 3 text checkpoints (``gemma3_text``, ``Gemma3ForCausalLM``) have no vision
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
 import torch
 
 from visdepth.models import tiny
@@ -36,36 +33,12 @@ GEMMA_TEMPLATE = (
 )
 
 
-def pretrained_processor(model_id: str, processor_cls: Any, **kwargs: Any) -> Any:
-    """The checkpoint's processor: ``AutoProcessor`` when it loads, else rebuilt from its parts.
-
-    With torchvision installed ``AutoProcessor`` gives the standard processor. Without it some processors fail to
-    load (a torchvision-only sub-processor, or the class check of a dummy one); the image processor then loads with
-    the PIL backend, the tokenizer on its own, and the processor is assembled from them and its saved settings
-    (token counts, chat template).
-    """
-    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
-
-    try:
-        return AutoProcessor.from_pretrained(model_id, **kwargs)
-    except (ImportError, TypeError, ValueError):
-        pass
-    image_processor = AutoImageProcessor.from_pretrained(model_id, backend="pil", **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(model_id, **kwargs)
-    saved, _ = processor_cls.get_processor_dict(model_id, **kwargs)
-    parts = {"self", "image_processor", "tokenizer"}
-    accepted = set(inspect.signature(processor_cls.__init__).parameters) - parts
-    settings = {k: v for k, v in saved.items() if k in accepted}
-    return tiny.build_processor(
-        processor_cls, image_processor=image_processor, tokenizer=tokenizer, **settings
-    )
-
-
 @register
 class Gemma3Adapter(VLMAdapter):
     family = "gemma3"
     model_types = ("gemma3",)
     tiny_variants = ("gemma3",)
+    processor_classes = {"gemma3": "Gemma3Processor"}
     # the processor matches images to prompts per sample
     nested_images = True
 
@@ -98,19 +71,6 @@ class Gemma3Adapter(VLMAdapter):
         ids = tensors["input_ids"]
         tensors["token_type_ids"] = (ids == self.image_token_id).to(ids.dtype)
         return tensors
-
-    @classmethod
-    def from_pretrained(cls, model_id: str, **model_args: Any) -> VLMAdapter:
-        from transformers import AutoModelForImageTextToText, Gemma3Processor
-
-        processor_args = {
-            k.removeprefix("processor_"): model_args.pop(k)
-            for k in list(model_args)
-            if k.startswith("processor_")
-        }
-        processor = pretrained_processor(model_id, Gemma3Processor, **processor_args)
-        model = AutoModelForImageTextToText.from_pretrained(model_id, **model_args)
-        return cls(model, processor, model_id)
 
     @classmethod
     def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:

@@ -22,8 +22,6 @@ from visdepth.models.registry import register
 
 # the processors write tile positions with this pattern (up to row 6, col 6 in the released tokenizers)
 _ROW_COL = re.compile(r"<row_\d+_col_\d+>")
-# where the checkpoint comes from, as opposed to how the model is built
-_HUB_ARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "trust_remote_code")
 
 
 @contextmanager
@@ -45,21 +43,12 @@ def _num2words_optional() -> Iterator[None]:
         processing_smolvlm.num2words = None
 
 
-def _processor_class(model_type: str) -> Any:
-    if model_type == "smolvlm":
-        from transformers import SmolVLMProcessor
-
-        return SmolVLMProcessor
-    from transformers import Idefics3Processor
-
-    return Idefics3Processor
-
-
 @register
 class Idefics3Adapter(VLMAdapter):
     family = "idefics3"
     model_types = ("idefics3", "smolvlm")
     tiny_variants = ("idefics3", "smolvlm")
+    processor_classes = {"idefics3": "Idefics3Processor", "smolvlm": "SmolVLMProcessor"}
     # the processor matches images to prompts by sample; a flat list is re-split by counting placeholders
     nested_images = True
 
@@ -137,46 +126,10 @@ class Idefics3Adapter(VLMAdapter):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def load_processor(cls, model_id: str, model_type: str, **kwargs: Any) -> Any:
-        """The checkpoint's processor; without torchvision, rebuilt from its image processor and tokenizer.
-
-        AutoProcessor also loads SmolVLM's video processor, which needs torchvision (and the processor needs
-        ``num2words``); neither is used for images, so the processor is then assembled without them.
-        """
-        from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
-
-        try:
-            return AutoProcessor.from_pretrained(model_id, **kwargs)
-        except (ImportError, ValueError, TypeError, AttributeError) as err:
-            processor_cls = _processor_class(model_type)
-            try:
-                processor_dict, extra = processor_cls.get_processor_dict(model_id, **dict(kwargs))
-                parts = {
-                    "image_processor": AutoImageProcessor.from_pretrained(model_id, **kwargs),
-                    "tokenizer": AutoTokenizer.from_pretrained(model_id, **kwargs),
-                }
-                args = [parts.get(name) for name in processor_cls.get_attributes()]
-                with _num2words_optional():
-                    return tiny.build_processor(
-                        lambda: processor_cls.from_args_and_dict(args, processor_dict, **extra)
-                    )
-            except Exception as fallback_err:
-                raise err from fallback_err
-
-    @classmethod
-    def from_pretrained(cls, model_id: str, **model_args: Any) -> VLMAdapter:
-        from transformers import AutoConfig, AutoModelForImageTextToText
-
-        processor_args = {
-            k.removeprefix("processor_"): model_args.pop(k)
-            for k in list(model_args)
-            if k.startswith("processor_")
-        }
-        hub_args = {k: v for k, v in model_args.items() if k in _HUB_ARGS}
-        model_type = AutoConfig.from_pretrained(model_id, **hub_args).model_type
-        processor = cls.load_processor(model_id, model_type, **processor_args)
-        model = AutoModelForImageTextToText.from_pretrained(model_id, **model_args)
-        return cls(model, processor, model_id)
+    def rebuild_processor(cls, processor_cls: Any, model_id: str, **processor_args: Any) -> Any:
+        # SmolVLMProcessor also refuses to initialise without num2words, which only videos use
+        with _num2words_optional():
+            return super().rebuild_processor(processor_cls, model_id, **processor_args)
 
     @classmethod
     def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:

@@ -8,8 +8,6 @@ is the transformers-5 default.
 
 from __future__ import annotations
 
-from typing import Any
-
 from visdepth.models import tiny
 from visdepth.models.base import VLMAdapter
 from visdepth.models.registry import register
@@ -20,6 +18,7 @@ class InternVLAdapter(VLMAdapter):
     family = "internvl"
     model_types = ("internvl",)
     tiny_variants = ("internvl",)
+    processor_classes = {"internvl": "InternVLProcessor"}
 
     def special_token_ids(self) -> set[int]:
         # <img> and </img> frame every image; released tokenizers flag them special, but do not rely on it
@@ -32,44 +31,6 @@ class InternVLAdapter(VLMAdapter):
         return ids
 
     # ------------------------------------------------------------------ construction
-    @classmethod
-    def load_processor(cls, model_id: str, **kwargs: Any) -> Any:
-        """The checkpoint's processor; without torchvision, rebuilt from its image processor and tokenizer.
-
-        AutoProcessor also loads the video processor, which needs torchvision although images never use it, so
-        the processor is then assembled without one.
-        """
-        from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer, InternVLProcessor
-
-        try:
-            return AutoProcessor.from_pretrained(model_id, **kwargs)
-        except (ImportError, ValueError, TypeError, AttributeError) as err:
-            try:
-                processor_dict, extra = InternVLProcessor.get_processor_dict(model_id, **dict(kwargs))
-                parts = {
-                    "image_processor": AutoImageProcessor.from_pretrained(model_id, **kwargs),
-                    "tokenizer": AutoTokenizer.from_pretrained(model_id, **kwargs),
-                }
-                args = [parts.get(name) for name in InternVLProcessor.get_attributes()]
-                return tiny.build_processor(
-                    lambda: InternVLProcessor.from_args_and_dict(args, processor_dict, **extra)
-                )
-            except Exception as fallback_err:
-                raise err from fallback_err
-
-    @classmethod
-    def from_pretrained(cls, model_id: str, **model_args: Any) -> VLMAdapter:
-        from transformers import AutoModelForImageTextToText
-
-        processor_args = {
-            k.removeprefix("processor_"): model_args.pop(k)
-            for k in list(model_args)
-            if k.startswith("processor_")
-        }
-        processor = cls.load_processor(model_id, **processor_args)
-        model = AutoModelForImageTextToText.from_pretrained(model_id, **model_args)
-        return cls(model, processor, model_id)
-
     @classmethod
     def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:
         from transformers import (

@@ -78,14 +78,18 @@ class LlavaAdapter(VLMAdapter):
             )
 
             grid = [[image_size, image_size], [image_size, 2 * image_size], [2 * image_size, image_size]]
-            config = LlavaNextConfig(text_config=LlamaConfig(**text_kwargs), image_grid_pinpoints=grid, **common)
+            config = LlavaNextConfig(
+                text_config=LlamaConfig(**text_kwargs), image_grid_pinpoints=grid, **common
+            )
             model = tiny.seeded_init(LlavaNextForConditionalGeneration, config, seed)
             image_processor = LlavaNextImageProcessorPil(
                 size={"shortest_edge": image_size},
                 crop_size={"height": image_size, "width": image_size},
                 image_grid_pinpoints=grid,
             )
-            processor = LlavaNextProcessor(image_processor=image_processor, patch_size=patch, **processor_kwargs)
+            processor = LlavaNextProcessor(
+                image_processor=image_processor, patch_size=patch, **processor_kwargs
+            )
         elif variant == "llava_onevision":
             from transformers import (
                 LlavaOnevisionConfig,

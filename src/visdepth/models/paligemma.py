@@ -16,7 +16,6 @@ import torch
 
 from visdepth.models import tiny
 from visdepth.models.base import VLMAdapter
-from visdepth.models.gemma3 import pretrained_processor
 from visdepth.models.registry import register
 
 
@@ -25,6 +24,7 @@ class PaliGemmaAdapter(VLMAdapter):
     family = "paligemma"
     model_types = ("paligemma",)
     tiny_variants = ("paligemma",)
+    processor_classes = {"paligemma": "PaliGemmaProcessor"}
 
     @property
     def tokens_per_image(self) -> int:
@@ -54,26 +54,15 @@ class PaliGemmaAdapter(VLMAdapter):
         return tensors
 
     @classmethod
-    def from_pretrained(cls, model_id: str, **model_args: Any) -> VLMAdapter:
-        from transformers import AutoConfig, AutoModelForImageTextToText, PaliGemmaProcessor
-
-        processor_args = {
-            k.removeprefix("processor_"): model_args.pop(k)
-            for k in list(model_args)
-            if k.startswith("processor_")
-        }
-        processor = pretrained_processor(model_id, PaliGemmaProcessor, **processor_args)
-        if model_args.get("attn_implementation") == "sdpa":
-            config = AutoConfig.from_pretrained(
-                model_id, trust_remote_code=bool(model_args.get("trust_remote_code"))
-            )
-            text = config.get_text_config()
-            # PaliGemma 2 decodes with Gemma 2, whose attention-logit soft-capping sdpa cannot apply (transformers
-            # refuses to load it with sdpa); eager is the kernel that still takes an explicit mask
-            if text.model_type == "gemma2" or getattr(text, "attn_logit_softcapping", None) is not None:
-                model_args["attn_implementation"] = "eager"
-        model = AutoModelForImageTextToText.from_pretrained(model_id, **model_args)
-        return cls(model, processor, model_id)
+    def model_load_args(cls, config: Any, model_args: dict[str, Any]) -> dict[str, Any]:
+        text = config.get_text_config()
+        # PaliGemma 2 decodes with Gemma 2, whose attention-logit soft-capping sdpa cannot apply (transformers
+        # refuses to load it with sdpa); eager is the kernel that still takes an explicit mask
+        if model_args.get("attn_implementation") == "sdpa" and (
+            text.model_type == "gemma2" or getattr(text, "attn_logit_softcapping", None) is not None
+        ):
+            model_args["attn_implementation"] = "eager"
+        return model_args
 
     @classmethod
     def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:

@@ -10,7 +10,6 @@ processor that needs it.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import torch
@@ -30,54 +29,15 @@ IMAGE_TEXT = f"{VISION_START}{IMAGE_PAD}{VISION_END}"
 # values of mm_token_type_ids the model expects
 TEXT_TYPE, IMAGE_TYPE, VIDEO_TYPE = 0, 1, 2
 
-# arguments that locate files: they go to every part when the processor is rebuilt by hand
-_LOCATION_ARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "trust_remote_code")
-
-
-def _processor_class(model_type: str) -> Any:
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
-
-    return Qwen2_5_VLProcessor if model_type == "qwen2_5_vl" else Qwen2VLProcessor
-
-
-def _has_torchvision() -> bool:
-    return importlib.util.find_spec("torchvision") is not None
-
-
-def load_processor(model_id: str, model_type: str, **processor_args: Any) -> Any:
-    """The checkpoint's processor; without torchvision, the same class rebuilt without its video part.
-
-    ``AutoProcessor`` also loads the video processor, whose class needs torchvision and raises ``ImportError``
-    without it, although images never use it. With torchvision present nothing is changed and any error is the
-    user's to see.
-    """
-    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
-
-    try:
-        return AutoProcessor.from_pretrained(model_id, **processor_args)
-    except (ImportError, ValueError, TypeError):
-        if _has_torchvision():
-            raise
-    location = {k: v for k, v in processor_args.items() if k in _LOCATION_ARGS}
-    image_processor = AutoImageProcessor.from_pretrained(model_id, **processor_args)
-    tokenizer = AutoTokenizer.from_pretrained(model_id, **location)
-    processor_cls = _processor_class(model_type)
-    # the template lives in the processor's files (chat_template.jinja / .json), older repos keep it in the tokenizer
-    try:
-        processor_dict, _ = processor_cls.get_processor_dict(model_id, **location)
-    except OSError:
-        processor_dict = {}
-    template = processor_dict.get("chat_template") or getattr(tokenizer, "chat_template", None)
-    return tiny.build_processor(
-        processor_cls, image_processor=image_processor, tokenizer=tokenizer, chat_template=template
-    )
-
 
 @register
 class Qwen2VLAdapter(VLMAdapter):
     family = "qwen2_vl"
     model_types = ("qwen2_vl", "qwen2_5_vl")
     tiny_variants = ("qwen2_vl", "qwen2_5_vl")
+    processor_classes = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
+    # with torchvision present the standard processor is the one to use, and any error loading it is the user's
+    rebuild_with_torchvision = False
 
     def image_placeholder(self) -> str:
         # a raw prompt needs the delimiters too: the checkpoints were trained with them around every image
@@ -112,20 +72,13 @@ class Qwen2VLAdapter(VLMAdapter):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, model_id: str, **model_args: Any) -> VLMAdapter:
-        from transformers import AutoConfig, AutoModelForImageTextToText
-
-        processor_args = {
-            k.removeprefix("processor_"): model_args.pop(k)
-            for k in list(model_args)
-            if k.startswith("processor_")
-        }
-        config = AutoConfig.from_pretrained(
-            model_id, trust_remote_code=bool(model_args.get("trust_remote_code"))
-        )
-        processor = load_processor(model_id, config.model_type, **processor_args)
-        model = AutoModelForImageTextToText.from_pretrained(model_id, **model_args)
-        return cls(model, processor, model_id)
+    def rebuild_processor(cls, processor_cls: Any, model_id: str, **processor_args: Any) -> Any:
+        processor = super().rebuild_processor(processor_cls, model_id, **processor_args)
+        # the template lives in the processor's files (chat_template.jinja / .json); older repos keep it in the
+        # tokenizer
+        if not processor.chat_template:
+            processor.chat_template = getattr(processor.tokenizer, "chat_template", None)
+        return processor
 
     @classmethod
     def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:
