@@ -109,10 +109,7 @@ class Gemma3Adapter(VLMAdapter):
             layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
         )
         vision = SiglipVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            **tiny.TINY_VISION,
             image_size=image_size,
             patch_size=patch,
         )

@@ -151,10 +151,7 @@ class Idefics3Adapter(VLMAdapter):
             chat_template=tiny.chat_template("<image>"),
         )
         vision = dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            **tiny.TINY_VISION,
             image_size=tile,
             patch_size=patch,
         )

@@ -59,10 +59,7 @@ class InternVLAdapter(VLMAdapter):
             chat_template=tiny.chat_template("<IMG_CONTEXT>\n"),
         )
         vision = InternVLVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            **tiny.TINY_VISION,
             image_size=tile,
             patch_size=patch,
         )

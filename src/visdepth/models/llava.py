@@ -33,10 +33,7 @@ class LlavaAdapter(VLMAdapter):
         )
         vocab = tiny.vocab_size(tokenizer)
         vision = SiglipVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            **tiny.TINY_VISION,
             image_size=image_size,
             patch_size=patch,
         )

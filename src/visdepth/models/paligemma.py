@@ -97,10 +97,7 @@ class PaliGemmaAdapter(VLMAdapter):
             head_dim=hidden // tiny.TINY_TEXT["num_attention_heads"],
         )
         vision = SiglipVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            **tiny.TINY_VISION,
             image_size=image_size,
             patch_size=patch,
         )

@@ -25,6 +25,9 @@ TINY_TEXT = dict(
     tie_word_embeddings=False,
 )
 
+# Vision towers only need to run: two small layers.
+TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+
 # A ChatML-like template that renders images through the processor's placeholder of each family.
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
