@@ -1,10 +1,10 @@
 """The ``shapes`` benchmark: procedurally rendered scenes of coloured shapes, with the study's four task kinds.
 
 A scene is a 3 x 3 grid of 16-pixel cells (a 48 x 48 image) holding one to four objects; an object is one of
-five colours and four shapes. Cells are aligned with the patch grid of the reference VLM
-(``visdepth/shapes-vlm``, 8-pixel patches, so every cell is 2 x 2 patches), which is what lets a tiny vision
-tower bind colour and shape. Everything is deterministic from a seed; no file is needed, because an image is
-named by a ``shapes:<scene>`` reference that encodes its layout and its jitter seed and is re-rendered on load.
+five colours and four shapes. Cells are aligned with the patch grid of the reference VLM (``visdepth/shapes-vlm``
+has 16-pixel patches, so every cell is exactly one image token), which is what lets a tiny vision tower bind
+colour and shape. Everything is deterministic from a seed; no file is needed, because an image is named by a
+``shapes:<scene>`` reference that encodes its layout and its jitter seed and is re-rendered on load.
 
 Splits: a scene belongs to ``test`` when a hash of its layout (which object in which cell) falls in a fixed
 fifth of the hash space, else to ``train``; the two splits therefore never share a layout.
@@ -281,7 +281,9 @@ def _question(scene: Scene, qtype: str, rng: random.Random) -> tuple[str, str, l
         o = rng.choice(unique)
         return f"Where is the {o.name}?", POSITIONS[o.cell], None
     if qtype == "what_at":
-        cell = rng.randrange(GRID * GRID)
+        # mostly occupied cells: with one to four objects in nine cells, "nothing" would otherwise be the usual answer
+        empty = [c for c in range(GRID * GRID) if scene.at(c) is None]
+        cell = rng.choice(empty) if empty and rng.random() < 0.3 else rng.choice(objs).cell
         o = scene.at(cell)
         return f"What is at {POSITIONS[cell]}?", o.name if o else "nothing", None
     if qtype == "caption":
