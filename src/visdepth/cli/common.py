@@ -6,7 +6,7 @@ import ast
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -63,3 +63,38 @@ def friendly(func: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+# --- options every experiment command takes (lm-eval spellings, with dash variants) ------------------------
+ModelOpt = Annotated[str, typer.Option(help="HF id, local folder, or built-in name (see `visdepth models`).")]
+ModelArgsOpt = Annotated[
+    str,
+    typer.Option(
+        "--model_args",
+        "--model-args",
+        help="from_pretrained kwargs, e.g. 'revision=main,trust_remote_code=true'.",
+    ),
+]
+DataOpt = Annotated[str, typer.Option(help="built-in data set name or JSONL manifest path.")]
+LimitOpt = Annotated[int | None, typer.Option(help="use only the first N samples.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")]
+DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")]
+SeedOpt = Annotated[int, typer.Option(help="seed of every random choice (same seed, same numbers).")]
+OutputPathOpt = Annotated[
+    str,
+    typer.Option(
+        "--output_path", "--output-path", help="folder for results.json, samples.jsonl and figures."
+    ),
+]
+LogSamplesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--log_samples/--no-log_samples", "--log-samples/--no-log-samples", help="keep the per-sample JSONL."
+    ),
+]
+ProgressOpt = Annotated[bool, typer.Option(help="show a progress bar.")]
+
+
+def split_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (comma-separated option values)."""
+    return [item.strip() for item in text.split(",") if item.strip()]

@@ -6,44 +6,36 @@ from typing import Annotated
 
 import typer
 
-from visdepth.cli.common import console, friendly, parse_model_args
+from visdepth.cli.common import (
+    DataOpt,
+    DeviceOpt,
+    DtypeOpt,
+    LimitOpt,
+    LogSamplesOpt,
+    ModelArgsOpt,
+    ModelOpt,
+    OutputPathOpt,
+    ProgressOpt,
+    SeedOpt,
+    console,
+    friendly,
+    parse_model_args,
+    split_list,
+)
 from visdepth.defaults import DEFAULT_DATASET_NAME, DEFAULT_MODEL
 
 
 @friendly
 def command(
-    model: Annotated[
-        str, typer.Option(help="HF id, local folder, or built-in name (see `visdepth models`).")
-    ] = (DEFAULT_MODEL),
-    model_args: Annotated[
-        str,
-        typer.Option(
-            "--model_args",
-            "--model-args",
-            help="from_pretrained kwargs, e.g. 'revision=main,trust_remote_code=true'.",
-        ),
-    ] = "",
-    data: Annotated[
-        str, typer.Option(help="built-in data set name or JSONL manifest path.")
-    ] = DEFAULT_DATASET_NAME,
-    limit: Annotated[int | None, typer.Option(help="use only the first N samples.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
-    seed: Annotated[int, typer.Option()] = 0,
-    output_path: Annotated[
-        str,
-        typer.Option(
-            "--output_path", "--output-path", help="folder for results.json, samples.jsonl and figures."
-        ),
-    ] = "outputs",
-    log_samples: Annotated[
-        bool,
-        typer.Option(
-            "--log_samples/--no-log_samples",
-            "--log-samples/--no-log-samples",
-            help="keep the per-sample JSONL.",
-        ),
-    ] = True,
+    model: ModelOpt = DEFAULT_MODEL,
+    model_args: ModelArgsOpt = "",
+    data: DataOpt = DEFAULT_DATASET_NAME,
+    limit: LimitOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    seed: SeedOpt = 0,
+    output_path: OutputPathOpt = "outputs",
+    log_samples: LogSamplesOpt = True,
     exclude_special: Annotated[
         bool,
         typer.Option(
@@ -81,7 +73,7 @@ def command(
     ] = None,
     baseline: Annotated[bool, typer.Option(help="also measure the random-init twin of the model.")] = False,
     chat: Annotated[bool, typer.Option(help="format prompts with the model's chat template.")] = True,
-    progress: Annotated[bool, typer.Option(help="show a progress bar.")] = True,
+    progress: ProgressOpt = True,
 ) -> None:
     """Per-layer entropy, intrinsic dimension, curvature, norms and similarity of image vs text tokens."""
     from visdepth.errors import ConfigError
@@ -105,7 +97,7 @@ def command(
         entropy_alpha=entropy_alpha,
         entropy_normalize=entropy_normalize,  # type: ignore[arg-type]
         entropy_mode=entropy_mode,  # type: ignore[arg-type]
-        id_methods=tuple(m.strip() for m in id_methods.split(",") if m.strip()),
+        id_methods=tuple(split_list(id_methods)),
         max_tokens=max_tokens,
         baseline=baseline,
         chat=chat,

@@ -9,8 +9,6 @@ JSONL, which is also what makes a killed run resumable.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -18,11 +16,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
-from tqdm.auto import tqdm
 
 from visdepth.data import Sample, get_dataset, load_images
 from visdepth.defaults import DEFAULT_DATASET_NAME, DEFAULT_MODEL
 from visdepth.errors import ConfigError
+from visdepth.experiments import common
+from visdepth.experiments.common import fingerprint
 from visdepth.interventions.capture import capture_states
 from visdepth.metrics import (
     depth_curvature,
@@ -37,7 +36,7 @@ from visdepth.metrics import (
     skean_entropy_choices,
 )
 from visdepth.models import VLMAdapter, load
-from visdepth.results.io import JsonlWriter, read_jsonl, set_seed, write_json
+from visdepth.results.io import set_seed, write_json
 from visdepth.results.meta import RunMeta, run_metadata
 
 GROUPS = ("image", "text")
@@ -64,6 +63,23 @@ METRIC_LABELS = {
     "cka_prev": "linear CKA with layer l-1",
     "cos_prev": "cosine with own state at l-1",
 }
+
+
+FINGERPRINT_KEYS = (
+    "model",
+    "model_args",
+    "data",
+    "device",
+    "dtype",
+    "seed",
+    "chat",
+    "exclude_special",
+    "entropy_alpha",
+    "entropy_normalize",
+    "id_methods",
+    "mle_k",
+    "max_tokens",
+)
 
 
 class DynamicsConfig(BaseModel):
@@ -97,23 +113,7 @@ class DynamicsConfig(BaseModel):
 
     def fingerprint(self) -> str:
         """Hash of the fields that change per-sample numbers (a resumed run must match it)."""
-        keys = [
-            "model",
-            "model_args",
-            "data",
-            "device",
-            "dtype",
-            "seed",
-            "chat",
-            "exclude_special",
-            "entropy_alpha",
-            "entropy_normalize",
-            "id_methods",
-            "mle_k",
-            "max_tokens",
-        ]
-        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return fingerprint(self, FINGERPRINT_KEYS)
 
 
 class LayerStats(BaseModel):
@@ -263,8 +263,7 @@ def choices(config: DynamicsConfig) -> dict[str, Any]:
 
 
 def run_dir(config: DynamicsConfig, adapter_name: str) -> Path:
-    slug = adapter_name.replace("/", "__").replace(":", "-")
-    return Path(config.output_path) / slug / "dynamics"
+    return common.run_dir(config.output_path, adapter_name, "dynamics")
 
 
 def _measure_all(
@@ -275,21 +274,15 @@ def _measure_all(
     label: str,
 ) -> list[dict[str, Any]]:
     """Measure every sample not already in ``path`` and return all rows of this configuration."""
-    fingerprint = config.fingerprint()
     generator = torch.Generator().manual_seed(config.seed)
-    with JsonlWriter(path, resume=True) as writer:
-        foreign = {r.get("config_fingerprint") for r in read_jsonl(path)} - {fingerprint, None}
-        if foreign:
-            raise ConfigError(
-                f"{path} holds rows of a different configuration; pass another --output_path or delete the file."
-            )
-        todo = [s for s in samples if s.id not in writer.done_ids]
-        for sample in tqdm(todo, desc=label, disable=not config.progress, unit="sample"):
-            row = measure_sample(adapter, sample, config, generator)
-            row["config_fingerprint"] = fingerprint
-            writer.write(row)
-    wanted = {s.id for s in samples}
-    return [r for r in read_jsonl(path) if r["id"] in wanted]
+    return common.resumable_rows(
+        path,
+        samples,
+        lambda sample: measure_sample(adapter, sample, config, generator),
+        config_fingerprint=config.fingerprint(),
+        label=label,
+        progress=config.progress,
+    )
 
 
 def run(config: DynamicsConfig, adapter: VLMAdapter | None = None) -> DynamicsResult:

@@ -1,0 +1,60 @@
+"""What every experiment shares: where a run writes, the fingerprint that guards a resumed run, and the
+resumable per-sample loop (one durable JSONL row per finished item, so a killed run loses nothing)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from tqdm.auto import tqdm
+
+from visdepth.errors import ConfigError
+from visdepth.results.io import JsonlWriter, read_jsonl
+
+
+def run_dir(output_path: str | Path, adapter_name: str, experiment: str) -> Path:
+    """``<output_path>/<model slug>/<experiment>``: one folder per model and experiment."""
+    slug = adapter_name.replace("/", "__").replace(":", "-")
+    return Path(output_path) / slug / experiment
+
+
+def fingerprint(config: BaseModel, keys: Iterable[str]) -> str:
+    """Hash of the config fields that change per-sample numbers (a resumed run must match it)."""
+    blob = json.dumps({k: getattr(config, k) for k in keys}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def resumable_rows(
+    path: Path,
+    items: Sequence[Any],
+    measure: Callable[[Any], dict[str, Any]],
+    *,
+    config_fingerprint: str,
+    item_id: Callable[[Any], str] = lambda item: item.id,
+    label: str = "",
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Measure every item whose id is not yet in ``path`` and return the rows of all ``items``, in order.
+
+    ``measure(item)`` returns the row (its ``id`` is set here); rows are fsync'd one by one. A file holding rows
+    of another configuration is refused rather than mixed with this one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with JsonlWriter(path, resume=True) as writer:
+        foreign = {r.get("config_fingerprint") for r in writer.existing} - {config_fingerprint, None}
+        if foreign:
+            raise ConfigError(
+                f"{path} holds rows of a different configuration; pass another --output_path or delete the file."
+            )
+        todo = [it for it in items if item_id(it) not in writer.done_ids]
+        for item in tqdm(todo, desc=label, disable=not progress, unit="sample"):
+            row = measure(item)
+            row["id"] = item_id(item)
+            row["config_fingerprint"] = config_fingerprint
+            writer.write(row)
+    by_id = {r["id"]: r for r in read_jsonl(path)}
+    return [by_id[item_id(it)] for it in items if item_id(it) in by_id]
