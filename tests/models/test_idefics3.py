@@ -1,15 +1,13 @@
-"""Idefics3 / SmolVLM specifics: image tiling into several spans, tile wrappers as template tokens, loading."""
+"""Idefics3 / SmolVLM specifics: image tiling into several spans, tile wrappers as template tokens.
+
+Loading a saved checkpoint (with and without AutoProcessor) is tested for every family in test_families.py."""
 
 from __future__ import annotations
-
-import importlib.util
-import json
 
 import pytest
 import torch
 from PIL import Image
 
-import visdepth
 from tests.conftest import tiny
 from visdepth.errors import InputError
 
@@ -75,46 +73,6 @@ def test_image_count_mismatch_is_an_input_error(name, photo):
     adapter = tiny(name)
     with pytest.raises(InputError, match="could not build inputs"):
         adapter.build_inputs([photo], f"{adapter.image_placeholder()} and one more", chat=False)
-
-
-def _save_checkpoint(adapter, path):
-    """A folder laid out like a released checkpoint (SmolVLM's also names a video processor we cannot load)."""
-    adapter.model.save_pretrained(path)
-    adapter.tokenizer.save_pretrained(path)  # writes chat_template.jinja too
-    adapter.processor.image_processor.save_pretrained(path)
-    processor_class = type(adapter.processor).__name__
-    (path / "processor_config.json").write_text(
-        json.dumps({"processor_class": processor_class, "image_seq_len": adapter.processor.image_seq_len})
-    )
-
-
-@pytest.mark.parametrize("name", VARIANTS)
-def test_checkpoint_loads_without_torchvision(name, photo, tmp_path):
-    reference = tiny(name)
-    _save_checkpoint(reference, tmp_path)
-    adapter = visdepth.load(str(tmp_path), device="cpu")
-    assert type(adapter) is type(reference) and type(adapter.processor) is type(reference.processor)
-    if name == "tiny:smolvlm" and importlib.util.find_spec("torchvision") is None:
-        assert adapter.processor.video_processor is None  # the fallback path was taken
-    a = reference.build_inputs([photo], "What is this?")
-    b = adapter.build_inputs([photo], "What is this?")
-    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.special_mask, b.special_mask)
-    with torch.no_grad():
-        la = reference.model(**reference.model_kwargs(a)).logits
-        lb = adapter.model(**adapter.model_kwargs(b)).logits
-    torch.testing.assert_close(la, lb)
-
-
-def test_standard_processor_is_used_when_it_loads(tmp_path, monkeypatch):
-    """With torchvision installed AutoProcessor succeeds, and its processor is the one the adapter keeps."""
-    from transformers import AutoProcessor
-
-    reference = tiny("tiny:smolvlm")
-    _save_checkpoint(reference, tmp_path)
-    standard = reference.processor
-    monkeypatch.setattr(AutoProcessor, "from_pretrained", lambda *args, **kwargs: standard)
-    adapter = visdepth.load(str(tmp_path), device="cpu")
-    assert adapter.processor is standard
 
 
 def test_decoder_lives_in_text_model():

@@ -1,15 +1,13 @@
-"""InternVL specifics: one span of context tokens per image framed by <img> </img>, crops, loading."""
+"""InternVL specifics: one span of context tokens per image framed by <img> </img>, crops.
+
+Loading a saved checkpoint (with and without AutoProcessor) is tested for every family in test_families.py."""
 
 from __future__ import annotations
-
-import importlib.util
-import json
 
 import pytest
 import torch
 from PIL import Image
 
-import visdepth
 from tests.conftest import tiny
 from visdepth.errors import InputError
 
@@ -49,40 +47,3 @@ def test_image_count_mismatch_is_an_input_error(photo):
     assert adapter.image_placeholder() == "<IMG_CONTEXT>"
     with pytest.raises(InputError, match="could not build inputs"):
         adapter.build_inputs([photo], "<IMG_CONTEXT> and one more", chat=False)
-
-
-def _save_checkpoint(adapter, path):
-    adapter.model.save_pretrained(path)
-    adapter.tokenizer.save_pretrained(path)
-    adapter.processor.image_processor.save_pretrained(path)
-    (path / "processor_config.json").write_text(
-        json.dumps(
-            {"processor_class": "InternVLProcessor", "image_seq_length": adapter.processor.image_seq_length}
-        )
-    )
-
-
-def test_checkpoint_loads_without_torchvision(photo, tmp_path):
-    reference = tiny(NAME)
-    _save_checkpoint(reference, tmp_path)
-    adapter = visdepth.load(str(tmp_path), device="cpu")
-    assert type(adapter) is type(reference)
-    if importlib.util.find_spec("torchvision") is None:
-        assert adapter.processor.video_processor is None  # the fallback path was taken
-    a = reference.build_inputs([photo], "What is this?")
-    b = adapter.build_inputs([photo], "What is this?")
-    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.special_mask, b.special_mask)
-    with torch.no_grad():
-        la = reference.model(**reference.model_kwargs(a)).logits
-        lb = adapter.model(**adapter.model_kwargs(b)).logits
-    torch.testing.assert_close(la, lb)
-
-
-def test_standard_processor_is_used_when_it_loads(tmp_path, monkeypatch):
-    from transformers import AutoProcessor
-
-    reference = tiny(NAME)
-    _save_checkpoint(reference, tmp_path)
-    standard = reference.processor
-    monkeypatch.setattr(AutoProcessor, "from_pretrained", lambda *args, **kwargs: standard)
-    assert visdepth.load(str(tmp_path), device="cpu").processor is standard

@@ -19,9 +19,9 @@ def test_unknown_tiny_name_lists_supported():
 def test_text_only_model_is_refused(tmp_path):
     from transformers import LlamaConfig
 
-    LlamaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32).save_pretrained(
-        tmp_path
-    )
+    LlamaConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    ).save_pretrained(tmp_path)
     with pytest.raises(UnsupportedModelError, match="text-only.*supported families"):
         visdepth.load(str(tmp_path))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 import visdepth
@@ -76,35 +75,6 @@ def test_prefix_is_attended_bidirectionally(photo):
     bumped = _block0_output(adapter, inputs, bump_position=inputs.input_ids.shape[1] - 1)
     changed = (bumped[0] - base[0]).abs().amax(-1) > 0
     assert bool(changed.all())
-
-
-@pytest.mark.parametrize("autoprocessor_fails", [False, True])
-def test_saved_checkpoint_loads_with_and_without_autoprocessor(
-    tmp_path, monkeypatch, photo, autoprocessor_fails
-):
-    import transformers
-
-    adapter = tiny("tiny:paligemma")
-    adapter.model.save_pretrained(tmp_path)
-    adapter.processor.save_pretrained(tmp_path)
-    if autoprocessor_fails:
-
-        def fail(*_args, **_kwargs):
-            raise ImportError("this processor needs torchvision")
-
-        monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", fail)
-    loaded = visdepth.load(str(tmp_path), device="cpu")
-    assert type(loaded).__name__ == "PaliGemmaAdapter"
-    assert type(loaded.processor).__name__ == "PaliGemmaProcessor"
-    a = adapter.build_inputs([photo], "What is it?")
-    b = loaded.build_inputs([photo], "What is it?")
-    assert a.tensors.keys() == b.tensors.keys()
-    for key, value in a.tensors.items():
-        assert torch.equal(value, b.tensors[key]), key
-    with torch.no_grad():
-        torch.testing.assert_close(
-            adapter.model(**adapter.model_kwargs(a)).logits, loaded.model(**loaded.model_kwargs(b)).logits
-        )
 
 
 def test_paligemma2_checkpoint_loads_with_eager_attention(tmp_path, photo):

@@ -1,11 +1,12 @@
-"""Qwen2-VL / Qwen2.5-VL specifics: M-RoPE inputs, image-token expansion, padding, loading without torchvision."""
+"""Qwen2-VL / Qwen2.5-VL specifics: M-RoPE inputs, image-token expansion, padding.
+
+Loading a saved checkpoint without torchvision is tested for every family in test_families.py."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-import visdepth
 from tests.conftest import tiny
 from visdepth.interventions.capture import capture_states
 from visdepth.models.qwen2_vl import IMAGE_TEXT, VISION_END, VISION_START
@@ -112,47 +113,3 @@ def test_greedy_generation_of_a_padded_batch_equals_singles(name, photo, photo2)
         with torch.no_grad():
             alone = adapter.model.generate(**adapter.model_kwargs(single), max_new_tokens=4, do_sample=False)
         assert torch.equal(new[b], alone[0, single.input_ids.shape[1] :])
-
-
-def _save_checkpoint(adapter, folder):
-    """Lay out a folder as a hub checkpoint is: config + weights, image processor, tokenizer, chat template."""
-    adapter.model.save_pretrained(folder)
-    adapter.processor.image_processor.save_pretrained(folder)
-    adapter.tokenizer.save_pretrained(folder)
-    (folder / "chat_template.jinja").write_text(adapter.processor.chat_template)
-
-
-@pytest.mark.parametrize("name", VARIANTS)
-def test_checkpoint_loads_without_torchvision(name, tmp_path, photo):
-    original = tiny(name)
-    _save_checkpoint(original, tmp_path)
-    loaded = visdepth.load(str(tmp_path), device="cpu")
-    assert type(loaded) is type(original)
-    assert type(loaded.processor).__name__ == type(original.processor).__name__
-    assert loaded.processor.chat_template == original.processor.chat_template
-    a = original.build_inputs([photo], "What is this?")
-    b = loaded.build_inputs([photo], "What is this?")
-    assert torch.equal(a.input_ids, b.input_ids)
-    with torch.no_grad():
-        la = original.model(**original.model_kwargs(a)).logits
-        lb = loaded.model(**loaded.model_kwargs(b)).logits
-    torch.testing.assert_close(la, lb)
-
-
-def test_standard_processor_is_used_when_it_loads(tmp_path, monkeypatch):
-    import transformers
-
-    original = tiny("tiny:qwen2_vl")
-    _save_checkpoint(original, tmp_path)
-    sentinel = original.processor
-
-    def standard(*_args, **_kwargs):
-        return sentinel
-
-    def forbidden(*_args, **_kwargs):  # pragma: no cover - only reached if the fallback runs
-        raise AssertionError("the fallback ran although AutoProcessor worked")
-
-    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", standard)
-    monkeypatch.setattr(transformers.AutoImageProcessor, "from_pretrained", forbidden)
-    loaded = visdepth.load(str(tmp_path), device="cpu")
-    assert loaded.processor is sentinel

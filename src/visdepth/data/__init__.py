@@ -22,6 +22,9 @@ from visdepth.data.images import (
 from visdepth.data.manifest import load_manifest, write_manifest
 from visdepth.data.sample import TASK_GROUPS, TASK_KINDS, Sample, TaskKind, load_images
 
+# registers the built-in ``shapes`` data set and its ``shapes:`` image source (after the modules it uses)
+from visdepth.data import shapes  # noqa: E402, F401  isort: skip
+
 __all__ = [
     "DEFAULT_DATASET",
     "TASK_GROUPS",

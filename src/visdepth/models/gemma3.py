@@ -122,7 +122,10 @@ class Gemma3Adapter(VLMAdapter):
             image_token_index=tiny.token_id(tokenizer, IMAGE),
             tie_word_embeddings=False,
         )
-        model = tiny.seeded_init(Gemma3ForConditionalGeneration, config, seed)
+        # transformers initialises the multimodal projection to zeros (a checkpoint always overwrites it), which
+        # would make every image embedding zero: draw it like the other weights, so that images carry content
+        projection = {"model.multi_modal_projector.mm_input_projection_weight": config.initializer_range}
+        model = tiny.seeded_init(Gemma3ForConditionalGeneration, config, seed, redraw=projection)
         image_processor = Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size})
         processor = Gemma3Processor(
             image_processor=image_processor,

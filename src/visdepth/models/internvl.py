@@ -74,7 +74,13 @@ class InternVLAdapter(VLMAdapter):
             downsample_ratio=ratio,
             tie_word_embeddings=False,
         )
-        model = tiny.seeded_init(InternVLForConditionalGeneration, config, seed)
+        # transformers initialises the vision tower's position embeddings (and CLS token) to zeros, which would
+        # leave the tiny encoder blind to where a patch is: draw them like the other weights
+        embeddings = {
+            f"model.vision_tower.embeddings.{name}": vision.initializer_range
+            for name in ("cls_token", "position_embeddings")
+        }
+        model = tiny.seeded_init(InternVLForConditionalGeneration, config, seed, redraw=embeddings)
         image_processor = GotOcr2ImageProcessorPil(
             size={"height": tile, "width": tile}, crop_to_patches=True, min_patches=1, max_patches=2
         )

@@ -8,6 +8,7 @@ exercise a family's code path without a download; their numbers mean nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -92,12 +93,26 @@ def vocab_size(tokenizer: Any) -> int:
     return (n + 7) // 8 * 8
 
 
-def seeded_init(model_cls: Any, config: Any, seed: int) -> Any:
-    """Instantiate ``model_cls(config)`` with weights drawn from ``seed`` (same seed, same weights)."""
+def seeded_init(model_cls: Any, config: Any, seed: int, redraw: Mapping[str, float] | None = None) -> Any:
+    """Instantiate ``model_cls(config)`` with weights drawn from ``seed`` (same seed, same weights).
+
+    ``redraw`` maps parameter names to a standard deviation: those parameters are drawn again from N(0, std),
+    continuing the same seeded stream, after the model is built (no other weight changes). It is for weights that
+    transformers initialises to zeros because a checkpoint always overwrites them, but that carry signal: a zero
+    projection, say, blanks every image of a tiny model. A name the model does not have is an error.
+    """
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
         model = model_cls(config)
+        if redraw:
+            params = dict(model.named_parameters())
+            missing = [name for name in redraw if name not in params]
+            if missing:  # pragma: no cover - guards against transformers renaming a module
+                raise RuntimeError(f"{model_cls.__name__} has no parameters {missing} to redraw")
+            with torch.no_grad():
+                for name, std in redraw.items():
+                    params[name].normal_(0.0, std)
     finally:
         torch.random.set_rng_state(state)
     return model.eval()
