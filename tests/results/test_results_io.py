@@ -175,3 +175,15 @@ def test_set_seed_makes_draws_repeat():
     set_seed(123)
     assert draw() == first
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    """mkstemp's 0600 would hide results from other users of a shared machine."""
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from visdepth.cli import dynamics, info
+from visdepth.cli import dynamics, info, swap
 
 app = typer.Typer(
     name="visdepth",
@@ -14,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("dynamics")(dynamics.command)
+app.command("swap")(swap.command)
 app.command("models")(info.models)
 app.command("datasets")(info.datasets)
 

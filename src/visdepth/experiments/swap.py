@@ -1,0 +1,500 @@
+"""RQ2, interchangeability: does it matter from which depth the image tokens' states come?
+
+For every pair ``(l_a, l_b)`` of a grid of depths, the layers above ``l_b`` run on a hybrid input: the swapped
+group's positions (image, or text as the control) hold their layer-``l_a`` states, every other position its
+layer-``l_b`` states (:mod:`visdepth.interventions.substitute`), and greedy generation continues from that
+prefill. Each output is compared with the unmodified model's: first-token agreement, KL of the first next-token
+distribution, semantic similarity of the generated texts, and the task's own ``compare`` scores.
+
+Cost: one state capture and one unmodified generation per batch of samples, then one spliced generation per
+pair and group, ``2 (len(layers))^2`` in all. The KL comes from the first step's logits of those same
+generations (the spliced prefill), so no extra forward pass is needed. The diagonal ``l_a = l_b`` is computed
+too rather than assumed: it must reproduce the unmodified model, and the result records whether it did.
+
+One JSONL row per sample holds its matrices (rows ``l_a``, columns ``l_b``); the summary (means over samples,
+and curves against the distance ``|l_a - l_b|``) is recomputed from the rows, so a killed run resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+from tqdm.auto import tqdm
+
+from visdepth.data import Sample
+from visdepth.defaults import DEFAULT_DATASET_NAME, DEFAULT_MODEL
+from visdepth.errors import ConfigError
+from visdepth.experiments import common
+from visdepth.experiments.common import fingerprint
+from visdepth.interventions.hooks import greedy_generate
+from visdepth.interventions.substitute import SPLICE_SCOPE, capture_prefill_states, substituted_generate
+from visdepth.metrics import output as om
+from visdepth.models import VLMAdapter, load
+from visdepth.results.io import read_jsonl, set_seed, write_json
+from visdepth.results.meta import RunMeta, run_metadata
+from visdepth.tasks import Task, get_task
+
+GROUPS = ("image", "text")
+#: the metrics every run has; the task's ``compare`` adds its own (agreement, identical, rougeL, bleu ...)
+MAIN_METRICS = ("similarity", "first_token", "kl")
+METRIC_LABELS = {
+    "similarity": "semantic similarity (MiniLM cosine)",
+    "first_token": "first-token agreement",
+    "kl": "KL(full || swapped), first token (nats)",
+    "agreement": "answer agreement",
+    "identical": "identical text",
+    "rougeL": "ROUGE-L vs full output",
+    "bleu": "BLEU vs full output",
+}
+#: the diagonal counts as the identity when its KL stays below this (float rounding only)
+IDENTITY_KL_TOL = 1e-6
+
+FINGERPRINT_KEYS = (
+    "model",
+    "model_args",
+    "data",
+    "device",
+    "dtype",
+    "seed",
+    "chat",
+    "layers",
+    "groups",
+    "max_new_tokens",
+    "exclude_special",
+    "sentence_model",
+)
+
+
+class SwapConfig(BaseModel):
+    """Everything that decides the numbers of a swap run (recorded in full in the result file)."""
+
+    model: str = DEFAULT_MODEL
+    model_args: dict[str, Any] = Field(default_factory=dict)
+    data: str = Field(
+        default=DEFAULT_DATASET_NAME,
+        description="task name, built-in data set or JSONL manifest (anything get_task accepts)",
+    )
+    limit: int | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    seed: int = 0
+    chat: bool = True
+    layers: str | list[int] = Field(
+        default="all", description="the grid of depths: 'all' (0..L), a list, '0,2,4', or 'stride:k' (L kept)"
+    )
+    groups: tuple[str, ...] = GROUPS
+    max_new_tokens: int | None = Field(
+        default=None, description="generation budget; None: the task's per kind"
+    )
+    exclude_special: bool = Field(
+        default=True, description="leave template/special tokens out of the swapped text group (as in RQ1)"
+    )
+    sentence_model: str | None = Field(
+        default=om.DEFAULT_SENTENCE_MODEL, description="sentence encoder for similarity; None to skip it"
+    )
+    batch_size: int = Field(default=8, description="samples per batch (does not change the numbers)")
+    output_path: str = "outputs"
+    log_samples: bool = True
+    progress: bool = True
+
+    def fingerprint(self) -> str:
+        """Hash of the fields that change per-sample numbers (a resumed run must match it)."""
+        return fingerprint(self, FINGERPRINT_KEYS)
+
+
+class DistanceCurve(BaseModel):
+    """One metric against the gap ``|l_a - l_b|``: means over the pairs at each gap and over samples."""
+
+    distance: list[int]
+    #: distance / L
+    relative: list[float]
+    all: list[float | None]
+    #: pairs with l_a < l_b: the swapped group carries shallower states than the rest
+    a_below_b: list[float | None]
+    #: pairs with l_a > l_b: the swapped group carries deeper states than the rest
+    a_above_b: list[float | None]
+    count: list[int]
+
+
+class SwapResult(BaseModel):
+    meta: RunMeta
+    model: dict[str, Any]
+    task: dict[str, Any]
+    num_layers: int
+    layers: list[int]
+    depth: list[float]
+    groups: list[str]
+    num_samples: int
+    metrics: list[str]
+    #: mean swapped positions per sample, per group
+    tokens: dict[str, float]
+    #: group -> metric -> (len(layers) x len(layers)) means over samples; rows l_a, columns l_b
+    matrices: dict[str, dict[str, list[list[float | None]]]]
+    curves: dict[str, dict[str, DistanceCurve]]
+    #: group -> metric -> mean over the off-diagonal pairs (the headline number)
+    off_diagonal: dict[str, dict[str, float | None]]
+    #: how close the diagonal (l_a = l_b) came to the unmodified model, over every sample and group
+    identity: dict[str, Any]
+    files: dict[str, str] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------- options
+def parse_layers(spec: str | Sequence[int]) -> int | list[int] | None:
+    """Check a layer spec's syntax: ``None`` for all, a stride (int), or the explicit list."""
+    if not isinstance(spec, str):
+        return [int(x) for x in spec]
+    text = spec.strip().lower()
+    if text == "all":
+        return None
+    if text.startswith("stride:"):
+        step = text.removeprefix("stride:").strip()
+        if not step.isdigit() or int(step) < 1:
+            raise ConfigError(
+                f"--layers {spec!r} has no valid stride; write a positive whole number, e.g. stride:2."
+            )
+        return int(step)
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--layers {spec!r} is not understood; use all, a list such as 0,2,4, or stride:2."
+        ) from None
+
+
+def resolve_layers(spec: str | Sequence[int], num_layers: int) -> list[int]:
+    """The sorted depths of the grid for a model with ``num_layers`` blocks (states 0..L)."""
+    parsed = parse_layers(spec)
+    L = num_layers
+    if parsed is None:
+        return list(range(L + 1))
+    if isinstance(parsed, int):
+        # keep L: l_b = L (the final norm's input) is the end that matters most for the output
+        return sorted(set(range(0, L + 1, parsed)) | {L})
+    bad = [x for x in parsed if not 0 <= x <= L]
+    if bad:
+        raise ConfigError(f"layer {bad[0]} in --layers is beyond the model's {L} layers; use depths 0..{L}.")
+    layers = sorted(set(parsed))
+    if len(layers) < 2:
+        raise ConfigError(f"--layers {spec!r} gives {len(layers)} depth; give at least two to swap between.")
+    return layers
+
+
+def check_groups(groups: Sequence[str]) -> list[str]:
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown or not groups:
+        shown = repr(unknown[0]) if unknown else "none"
+        raise ConfigError(f"unknown group {shown} in --groups; use image and/or text (the control).")
+    return list(dict.fromkeys(groups))
+
+
+# ---------------------------------------------------------------------- measuring
+def budget(task: Task, sample: Sample, config: SwapConfig) -> int:
+    return config.max_new_tokens or task.max_new_tokens_for(sample)
+
+
+def _decode(adapter: VLMAdapter, tokens: torch.Tensor, budgets: Sequence[int]) -> list[str]:
+    # a batch generates the largest budget; greedy tokens do not depend on how far generation goes on, so
+    # cutting each row to its own budget gives what generating with that budget would
+    return [
+        adapter.tokenizer.decode(row[:n], skip_special_tokens=True)
+        for row, n in zip(tokens, budgets, strict=True)
+    ]
+
+
+def measure_batch(
+    adapter: VLMAdapter,
+    task: Task,
+    samples: Sequence[Sample],
+    config: SwapConfig,
+    layers: Sequence[int],
+    encoder: om.SentenceEncoder | None,
+) -> list[dict[str, Any]]:
+    """Every pair of the grid, for every group, on one batch of samples: one row per sample."""
+    inputs = adapter.build_inputs(
+        [s.load_images() for s in samples], [task.prompt(s) for s in samples], chat=config.chat
+    )
+    budgets = [budget(task, s, config) for s in samples]
+    steps = max(budgets)
+    states = capture_prefill_states(adapter, inputs)
+    full = greedy_generate(adapter, inputs, steps, output_logits=True)
+    full_first, full.logits = full.logits[:, 0].clone(), None
+    full_text = _decode(adapter, full.tokens, budgets)
+    groups = check_groups(config.groups)
+    n = len(layers)
+    # (group, sample, i, j) -> (first-token agreement, KL, text)
+    cells: dict[tuple[str, int, int, int], tuple[float, float, str]] = {}
+    pairs = [(g, i, j) for g in groups for i in range(n) for j in range(n)]
+    for group, i, j in tqdm(pairs, desc="pairs", leave=False, disable=not config.progress):
+        gen = substituted_generate(
+            adapter,
+            inputs,
+            states,
+            layers[i],
+            layers[j],
+            group,
+            steps,
+            exclude_special=config.exclude_special,
+            output_logits=True,
+        )
+        kl = om.kl_divergence(full_first, gen.logits[:, 0]).tolist()
+        gen.logits = None  # every step's logits (batch x steps x vocab) are large; only the first was needed
+        texts = _decode(adapter, gen.tokens, budgets)
+        for s, b in enumerate(budgets):
+            first = om.first_token_agreement(full.tokens[s, :b], gen.tokens[s, :b])
+            cells[group, s, i, j] = (first, float(kl[s]), texts[s])
+    if encoder is not None:
+        # one batched encoding of every text fills the encoder's cache, so compare() below only looks texts up
+        encoder.encode(list({text for _, _, text in cells.values()} | set(full_text)))
+    rows = []
+    for s, sample in enumerate(samples):
+        row: dict[str, Any] = {
+            "kind": task.kind_of(sample),
+            "max_new_tokens": budgets[s],
+            "layers": list(layers),
+            "full_text": full_text[s],
+            "tokens": {
+                "image": int(inputs.image_mask[s].sum()),
+                "text": int(inputs.text_mask(config.exclude_special)[s].sum()),
+            },
+            "metrics": {},
+            "texts": {},
+        }
+        for group in groups:
+            scores: dict[str, list[list[float | None]]] = {}
+            texts = [[""] * n for _ in range(n)]
+            for i in range(n):
+                for j in range(n):
+                    first, kl, texts[i][j] = cells[group, s, i, j]
+                    cell = {"first_token": first, "kl": kl}
+                    cell.update(task.compare(sample, full_text[s], texts[i][j], encoder=encoder))
+                    for key, value in cell.items():
+                        scores.setdefault(key, [[None] * n for _ in range(n)])[i][j] = float(value)
+            row["metrics"][group] = scores
+            row["texts"][group] = texts
+        rows.append(row)
+    return rows
+
+
+def _measure_all(
+    adapter: VLMAdapter,
+    task: Task,
+    samples: list[Sample],
+    config: SwapConfig,
+    layers: list[int],
+    encoder: om.SentenceEncoder | None,
+    path: Path,
+) -> list[dict[str, Any]]:
+    """Rows of every sample; the ones not yet in ``path`` are measured in batches and appended one by one."""
+    # batches are planned over the samples still missing, so a resumed run measures exactly what an uninterrupted
+    # one would have measured in its remaining batches (resumable_rows then checks the file's configuration)
+    done = {str(r.get("id")) for r in read_jsonl(path)} if path.exists() else set()
+    todo = [s for s in samples if str(s.id) not in done]
+    batch_of = {}
+    for start in range(0, len(todo), config.batch_size):
+        chunk = todo[start : start + config.batch_size]
+        for s in chunk:
+            batch_of[s.id] = chunk
+    pending: dict[Any, dict[str, Any]] = {}
+
+    def measure(sample: Sample) -> dict[str, Any]:
+        # resumable_rows asks sample by sample, in the order of ``todo``: the first sample of a batch measures the
+        # whole batch, the others take their finished rows
+        if sample.id not in pending:
+            chunk = batch_of[sample.id]
+            rows = measure_batch(adapter, task, chunk, config, layers, encoder)
+            pending.update({s.id: r for s, r in zip(chunk, rows, strict=True)})
+        return pending.pop(sample.id)
+
+    return common.resumable_rows(
+        path,
+        samples,
+        measure,
+        config_fingerprint=config.fingerprint(),
+        label="swap",
+        progress=config.progress,
+    )
+
+
+# ---------------------------------------------------------------------- summary
+def _values(rows: list[dict[str, Any]], group: str, metric: str, n: int) -> np.ndarray:
+    """(samples, n, n) values of one metric; NaN where a sample has none (a score its kind lacks)."""
+    out = np.full((len(rows), n, n), np.nan)
+    for k, row in enumerate(rows):
+        matrix = row["metrics"][group].get(metric)
+        if matrix is not None:
+            out[k] = np.array([[np.nan if v is None else v for v in r] for r in matrix], dtype=float)
+    return out
+
+
+def _mean(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
+def distance_curve(values: np.ndarray, layers: Sequence[int], num_layers: int) -> DistanceCurve:
+    """Means of ``values`` (samples, n, n) over samples and the pairs at each distance ``|l_a - l_b|``."""
+    grid = np.array(layers)
+    signed = grid[:, None] - grid[None, :]  # l_a - l_b
+    distances = sorted({int(d) for d in np.abs(signed).flat})
+    curve: dict[str, list] = {"all": [], "a_below_b": [], "a_above_b": [], "count": []}
+    for d in distances:
+        at = np.abs(signed) == d
+        curve["all"].append(_mean(values[:, at]))
+        curve["a_below_b"].append(_mean(values[:, at & (signed < 0)]))
+        curve["a_above_b"].append(_mean(values[:, at & (signed > 0)]))
+        curve["count"].append(int(np.isfinite(values[:, at]).sum()))
+    return DistanceCurve(distance=distances, relative=[d / num_layers for d in distances], **curve)
+
+
+def summarise(
+    rows: list[dict[str, Any]], layers: Sequence[int], groups: Sequence[str], num_layers: int
+) -> dict[str, Any]:
+    """The summary fields of :class:`SwapResult` (metrics, matrices, curves, off-diagonal means, identity check),
+    all recomputed from the per-sample rows."""
+    n = len(layers)
+    found = {m for row in rows for g in groups for m in row["metrics"][g]}
+    metrics = [m for m in MAIN_METRICS if m in found] + sorted(found - set(MAIN_METRICS))
+    off = ~np.eye(n, dtype=bool)
+    diag = np.eye(n, dtype=bool)
+    matrices: dict[str, dict[str, list[list[float | None]]]] = {}
+    curves: dict[str, dict[str, DistanceCurve]] = {}
+    off_diagonal: dict[str, dict[str, float | None]] = {}
+    identity: dict[str, Any] = {"kl_max": 0.0, "first_token_min": 1.0, "identical_min": 1.0}
+    for group in groups:
+        matrices[group], curves[group], off_diagonal[group] = {}, {}, {}
+        for metric in metrics:
+            values = _values(rows, group, metric, n)
+            matrices[group][metric] = [[_mean(values[:, i, j]) for j in range(n)] for i in range(n)]
+            curves[group][metric] = distance_curve(values, layers, num_layers)
+            off_diagonal[group][metric] = _mean(values[:, off])
+        on_diag = {m: _values(rows, group, m, n)[:, diag] for m in ("kl", "first_token", "identical")}
+        identity["kl_max"] = max(identity["kl_max"], float(np.nanmax(on_diag["kl"], initial=0.0)))
+        for m in ("first_token", "identical"):
+            identity[f"{m}_min"] = min(identity[f"{m}_min"], float(np.nanmin(on_diag[m], initial=1.0)))
+    identity["holds"] = (
+        identity["kl_max"] <= IDENTITY_KL_TOL
+        and identity["first_token_min"] == 1
+        and identity["identical_min"] == 1
+    )
+    identity["kl_tolerance"] = IDENTITY_KL_TOL
+    return {
+        "metrics": metrics,
+        "matrices": matrices,
+        "curves": curves,
+        "off_diagonal": off_diagonal,
+        "identity": identity,
+    }
+
+
+def choices(config: SwapConfig, encoder: om.SentenceEncoder | None) -> dict[str, Any]:
+    """Every open choice of the study that this run made, as recorded in its results."""
+    return {
+        "layer_convention": "layer 0 = decoder input embeddings; layer l = output of block l, before final norm; "
+        "the hybrid replaces the input of block l_b (of the final norm for l_b = L)",
+        "hybrid": "swapped group's positions hold their layer-l_a states, every other position its layer-l_b "
+        "states; matrices have rows l_a, columns l_b",
+        "splice_scope": SPLICE_SCOPE,
+        "splice_scope_meaning": "the hybrid replaces the prompt's states in the prefill only; generated tokens are "
+        "computed normally and attend to the spliced prompt through its KV cache",
+        "groups": {
+            "image": "positions carrying projected vision features",
+            "text": "prompt tokens minus image, padding"
+            + (" and special tokens" if config.exclude_special else "")
+            + " (the control)",
+        },
+        "decoding": "greedy; the image placeholder token is suppressed",
+        "max_new_tokens": config.max_new_tokens or "task budget per sample kind",
+        "kl": "KL(p_full || p_swapped) in nats of the first generated token's distribution, from the raw float32 "
+        "logits of the prefill's last position (before any logits processor), summed in float64",
+        "first_token": "the first generated token ids are equal (after the suppression above)",
+        "similarity": encoder.describe() if encoder is not None else None,
+        "curve": "mean over samples and over all grid pairs at each |l_a - l_b|; a_below_b: l_a < l_b, "
+        "a_above_b: l_a > l_b",
+        "prompt_format": "chat template" if config.chat else "raw prompt with image placeholders first",
+    }
+
+
+def run_dir(config: SwapConfig, adapter_name: str) -> Path:
+    return common.run_dir(config.output_path, adapter_name, "swap")
+
+
+def run(
+    config: SwapConfig,
+    adapter: VLMAdapter | None = None,
+    encoder: om.SentenceEncoder | None = None,
+) -> SwapResult:
+    """Run RQ2 on a model and task; writes results.json, samples.jsonl and figures under the output path.
+
+    ``encoder`` overrides the one named by ``config.sentence_model`` (which is loaded when not given).
+    """
+    set_seed(config.seed)
+    parse_layers(config.layers)  # syntax errors before anything slow
+    groups = check_groups(config.groups)
+    if config.batch_size < 1:
+        raise ConfigError(f"--batch_size must be >= 1, got {config.batch_size}.")
+    if config.max_new_tokens is not None and config.max_new_tokens < 1:
+        raise ConfigError(f"--max_new_tokens must be >= 1, got {config.max_new_tokens}; or leave it out.")
+    task = get_task(config.data)
+    samples = task.load(limit=config.limit)
+    if adapter is None:
+        adapter = load(
+            config.model, device=config.device, dtype=config.dtype, seed=config.seed, **config.model_args
+        )
+    L = adapter.num_layers
+    layers = resolve_layers(config.layers, L)
+    if encoder is None and config.sentence_model is not None:
+        encoder = om.get_sentence_encoder(config.sentence_model, device=str(adapter.device))
+    out = run_dir(config, adapter.name)
+    out.mkdir(parents=True, exist_ok=True)
+    # similar budgets share a batch, so short answers do not wait for captions
+    ordered = sorted(samples, key=lambda s: budget(task, s, config))
+    rows = _measure_all(adapter, task, ordered, config, layers, encoder, out / "samples.jsonl")
+    result = SwapResult(
+        meta=run_metadata(
+            config=config.model_dump(),
+            choices=choices(config, encoder),
+            seed=config.seed,
+            device=adapter.device,
+            dtype=adapter.dtype,
+        ),
+        model=adapter.describe(),
+        task=task.describe(),
+        num_layers=L,
+        layers=layers,
+        depth=[layer / L for layer in layers],
+        groups=groups,
+        num_samples=len(rows),
+        tokens={g: float(np.mean([r["tokens"][g] for r in rows])) for g in groups},
+        **summarise(rows, layers, groups, L),
+    )
+    from visdepth.report.swap import plot_swap
+
+    figures = plot_swap(result, out / "figures")
+    result.files = {"samples": "samples.jsonl", **{k: str(p.relative_to(out)) for k, p in figures.items()}}
+    if not config.log_samples:
+        # the per-sample rows were needed for resuming; drop them only once the summary is safely written
+        write_json(out / "results.json", result)
+        (out / "samples.jsonl").unlink(missing_ok=True)
+        result.files.pop("samples")
+    write_json(out / "results.json", result)
+    return result
+
+
+__all__ = [
+    "GROUPS",
+    "MAIN_METRICS",
+    "DistanceCurve",
+    "SwapConfig",
+    "SwapResult",
+    "measure_batch",
+    "parse_layers",
+    "resolve_layers",
+    "run",
+    "run_dir",
+    "summarise",
+]
