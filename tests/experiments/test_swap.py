@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from tests.conftest import tiny
 from visdepth.errors import ConfigError
@@ -35,15 +34,6 @@ def _config(path, **kw) -> SwapConfig:
     )
     base.update(kw)
     return SwapConfig(**base)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny models are bound by Python overhead: a second intra-op thread only spins on the shared cores (4x slower)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from visdepth.cli import dynamics, info, swap
+from visdepth.cli import dynamics, info, swap, truncate
 
 app = typer.Typer(
     name="visdepth",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.command("dynamics")(dynamics.command)
 app.command("swap")(swap.command)
+app.command("truncate")(truncate.command)
 app.command("models")(info.models)
 app.command("datasets")(info.datasets)
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel
 from tqdm.auto import tqdm
 
@@ -58,3 +59,35 @@ def resumable_rows(
             writer.write(row)
     by_id = {r["id"]: r for r in read_jsonl(path)}
     return [by_id[item_id(it)] for it in items if item_id(it) in by_id]
+
+
+class LayerStats(BaseModel):
+    """One metric of one group across depth: per-layer statistics over samples (NaN-aware)."""
+
+    mean: list[float | None]
+    std: list[float | None]
+    median: list[float | None]
+    q25: list[float | None]
+    q75: list[float | None]
+    count: list[int]
+
+
+def column_stats(values: np.ndarray) -> LayerStats:
+    """Per column of a (samples, depths) array: mean, std, median, quartiles and count, ignoring NaN."""
+    count = np.sum(~np.isnan(values), axis=0)
+
+    def column(fn) -> list[float | None]:
+        result = []
+        for j in range(values.shape[1]):
+            col = values[:, j][~np.isnan(values[:, j])]
+            result.append(float(fn(col)) if col.size else None)
+        return result
+
+    return LayerStats(
+        mean=column(np.mean),
+        std=column(lambda c: np.std(c, ddof=1) if c.size > 1 else 0.0),
+        median=column(np.median),
+        q25=column(lambda c: np.quantile(c, 0.25)),
+        q75=column(lambda c: np.quantile(c, 0.75)),
+        count=[int(c) for c in count],
+    )

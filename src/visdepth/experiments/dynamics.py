@@ -21,7 +21,7 @@ from visdepth.data import Sample, get_dataset, load_images
 from visdepth.defaults import DEFAULT_DATASET_NAME, DEFAULT_MODEL
 from visdepth.errors import ConfigError
 from visdepth.experiments import common
-from visdepth.experiments.common import fingerprint
+from visdepth.experiments.common import LayerStats, column_stats, fingerprint
 from visdepth.interventions.capture import capture_states
 from visdepth.metrics import (
     depth_curvature,
@@ -116,17 +116,6 @@ class DynamicsConfig(BaseModel):
         return fingerprint(self, FINGERPRINT_KEYS)
 
 
-class LayerStats(BaseModel):
-    """One metric of one group across depth: per-layer statistics over samples (NaN-aware)."""
-
-    mean: list[float | None]
-    std: list[float | None]
-    median: list[float | None]
-    q25: list[float | None]
-    q75: list[float | None]
-    count: list[int]
-
-
 class DynamicsResult(BaseModel):
     meta: RunMeta
     model: dict[str, Any]
@@ -211,28 +200,8 @@ def summarise(rows: list[dict[str, Any]], key: str = "metrics") -> dict[str, dic
         for metric in METRICS:
             values = np.array([r[key][group][metric] for r in rows], dtype=float)  # (samples, L+1)
             values = np.where(values == None, np.nan, values).astype(float)  # noqa: E711 (JSON nulls)
-            summary[group][metric] = _stats(values)
+            summary[group][metric] = column_stats(values)
     return summary
-
-
-def _stats(values: np.ndarray) -> LayerStats:
-    count = np.sum(~np.isnan(values), axis=0)
-
-    def column(fn) -> list[float | None]:
-        result = []
-        for j in range(values.shape[1]):
-            col = values[:, j][~np.isnan(values[:, j])]
-            result.append(float(fn(col)) if col.size else None)
-        return result
-
-    return LayerStats(
-        mean=column(np.mean),
-        std=column(lambda c: np.std(c, ddof=1) if c.size > 1 else 0.0),
-        median=column(np.median),
-        q25=column(lambda c: np.quantile(c, 0.25)),
-        q75=column(lambda c: np.quantile(c, 0.75)),
-        count=[int(c) for c in count],
-    )
 
 
 def choices(config: DynamicsConfig) -> dict[str, Any]:

@@ -1,0 +1,249 @@
+"""RQ3 end to end on a tiny model: the full cut is the unmodified model, the sweep equals per-cut truncation,
+drop equals mask, the depth picks, resuming after a kill, calibration from a train split."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import tiny
+from visdepth.data import get_dataset, write_manifest
+from visdepth.errors import ConfigError
+from visdepth.experiments import truncate as exp
+from visdepth.experiments.truncate import TruncateConfig, budget_cut, run, run_dir, vtw_cut
+from visdepth.interventions.hooks import greedy_generate, prefill_kwargs
+from visdepth.interventions.truncate import truncated_logits
+from visdepth.metrics import output as om
+from visdepth.tasks import get_task
+
+MODEL = "tiny:llava"
+KINDS = ("single_token", "multiple_choice", "exact_match")
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> str:
+    """Two photos samples of each kind that needs no sentence encoder (the CLI test covers captions)."""
+    samples = [s for s in get_dataset("photos") if s.kind in KINDS]
+    path = write_manifest(samples, tmp_path_factory.mktemp("data") / "photos3.jsonl")
+    return f"local:{path}"
+
+
+def _config(tmp_path, manifest, **kw) -> TruncateConfig:
+    base = dict(
+        model=MODEL,
+        tasks=[manifest],
+        batch_size=2,
+        max_new_tokens=6,
+        timing=False,
+        calibration=3,
+        output_path=str(tmp_path),
+        progress=False,
+    )
+    base.update(kw)
+    return TruncateConfig(**base)
+
+
+def _same_scores(a: list[dict], b: list[dict]) -> bool:
+    """Per-cut score dicts equal up to float noise (log-probabilities differ in the last bits between runs
+    with other thread counts)."""
+    return len(a) == len(b) and all(
+        x.keys() == y.keys() and x == pytest.approx(y, abs=1e-5) for x, y in zip(a, b, strict=True)
+    )
+
+
+def _rows(config: TruncateConfig) -> dict[str, dict]:
+    path = run_dir(config, MODEL) / "samples.jsonl"
+    return {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+@pytest.fixture(scope="module")
+def drop_run(tmp_path_factory, manifest):
+    config = _config(tmp_path_factory.mktemp("drop"), manifest)
+    return config, run(config, tiny(MODEL))
+
+
+def test_results_files_and_compute(drop_run):
+    config, result = drop_run
+    L = tiny(MODEL).num_layers
+    folder = run_dir(config, MODEL)
+    data = json.loads((folder / "results.json").read_text())
+    assert data["cuts"] == list(range(L + 1)) and data["depth"][-1] == 1
+    (summary,) = data["tasks"].values()
+    assert set(summary["kinds"]) == set(KINDS) and summary["num_samples"] == 6
+    for ks in summary["kinds"].values():
+        assert ks["n"] == 2 and len(ks["scores"][ks["main_score"]]) == L + 1
+        assert ks["agreement"]["agreement"][-1] == 1.0 and ks["kl"]["mean"][-1] == 0.0
+    compute = summary["compute"]
+    assert compute["prefill_flops_ratio"][-1] == 1.0
+    # every block that drops the image is cheaper: cost grows strictly with the cut
+    assert all(a < b for a, b in zip(compute["prefill_flops"], compute["prefill_flops"][1:], strict=False))
+    assert summary["calibration"]["source"] == "evaluated samples" and summary["calibration"]["n"] == 3
+    assert summary["budget"]["criterion"] == "budget" and summary["vtw"]["criterion"] == "vtw"
+    choices = data["meta"]["choices"]
+    assert "mask_mode" in choices["compute"] and "prompt_format" in next(iter(choices["prompts"].values()))
+    for name in ("quality", "frontier", "kl"):
+        assert any(p.stat().st_size > 10_000 for p in (folder / "figures").glob(f"{name}_*.png"))
+    assert result.num_layers == L
+
+
+def test_full_cut_equals_unmodified_model(drop_run, manifest):
+    config, _ = drop_run
+    adapter = tiny(MODEL)
+    task = get_task(manifest)
+    rows = _rows(config)
+    for sample in task.load():
+        row = rows[f"{task.name}/{sample.id}"]
+        inputs = adapter.build_inputs([sample.load_images()], [task.prompt(sample)])
+        if sample.kind in exp.SWEEP_KINDS:
+            logits = adapter.model(**prefill_kwargs(adapter, inputs)).logits[0, -1].float()
+            if sample.kind == "multiple_choice":
+                letters = task.choice_letters(sample)
+                lps = om.choice_logprobs(logits, adapter.tokenizer, letters)
+                assert row["prediction"][-1] == om.choice_prediction(lps)
+                right = letters[sample.answer_index]
+                assert row["scores"][-1]["answer_logprob"] == pytest.approx(lps[right], abs=1e-4)
+            else:
+                assert row["prediction"][-1] == adapter.tokenizer.decode(
+                    [int(logits.argmax())], skip_special_tokens=True
+                )
+        else:
+            text = greedy_generate(adapter, inputs, config.max_new_tokens).text[0].strip()
+            assert row["prediction"][-1] == text
+
+
+def test_sweep_scores_equal_per_cut_truncation(drop_run, manifest):
+    config, _ = drop_run
+    adapter = tiny(MODEL)
+    task = get_task(manifest)
+    rows = _rows(config)
+    for sample in task.load():
+        row = rows[f"{task.name}/{sample.id}"]
+        inputs = adapter.build_inputs([sample.load_images()], [task.prompt(sample)])
+        logp = [
+            truncated_logits(adapter, inputs, cut, "drop", last_only=True)[0].log_softmax(-1)
+            for cut in range(adapter.num_layers + 1)
+        ]
+        kl = [float(om.kl_divergence(logp[-1], lp)) for lp in logp]
+        assert row["kl"] == pytest.approx(kl, abs=1e-5)
+        if sample.kind not in exp.SWEEP_KINDS:
+            continue
+        for j, lp in enumerate(logp):
+            text = adapter.tokenizer.decode([int(lp.argmax())], skip_special_tokens=True)
+            if sample.kind == "multiple_choice":
+                letters = task.choice_letters(sample)
+                lps = om.choice_logprobs(lp, adapter.tokenizer, letters)
+                expected = task.score(sample, text, choice_logprobs=lps)
+                assert row["prediction"][j] == om.choice_prediction(lps)
+            else:
+                expected = task.score(sample, text)
+                assert row["prediction"][j] == text
+            assert _same_scores([row["scores"][j]], [expected])
+
+
+def test_drop_and_mask_give_the_same_scores(drop_run, manifest, tmp_path):
+    config, _ = drop_run
+    mask = _config(tmp_path, manifest, mode="mask")
+    run(mask, tiny(MODEL))
+    drop_rows, mask_rows = _rows(config), _rows(mask)
+    assert drop_rows.keys() == mask_rows.keys()
+    for key, row in drop_rows.items():
+        other = mask_rows[key]
+        assert row["prediction"] == other["prediction"] and _same_scores(row["scores"], other["scores"])
+        assert row["kl"] == pytest.approx(other["kl"], abs=1e-6)
+    assert run_dir(mask, MODEL) != run_dir(config, MODEL)
+
+
+class Killed(Exception):
+    """Stands for the process dying mid-run (rows already written stay on disk)."""
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(drop_run, manifest, tmp_path, monkeypatch):
+    config, full = drop_run
+    resumed = _config(tmp_path, manifest)
+    calls, resuming = [], False
+    original = exp.measure_batch
+
+    def dies_on_second_batch(ctx, items):
+        calls.append(len(items))
+        if len(calls) == 2 and not resuming:
+            raise Killed
+        return original(ctx, items)
+
+    monkeypatch.setattr(exp, "measure_batch", dies_on_second_batch)
+    with pytest.raises(Killed):
+        run(resumed, tiny(MODEL))
+    assert len(_rows(resumed)) == 2  # the first batch is on disk
+    calls.clear()
+    resuming = True
+    result = run(resumed, tiny(MODEL))
+    assert sum(calls) == 4  # only the missing samples were measured
+    got, expected = _rows(resumed), _rows(config)
+    assert got.keys() == expected.keys()
+    for key, row in got.items():
+        for field in ("prediction", "agreement", "compute", "tokens", "kind", "role"):
+            assert row[field] == expected[key][field]
+        assert _same_scores(row["scores"], expected[key]["scores"])
+        assert row["kl"] == pytest.approx(expected[key]["kl"], abs=1e-6)
+    for name, summary in result.tasks.items():
+        assert summary.quality == full.tasks[name].quality
+        assert (
+            summary.budget.cut == full.tasks[name].budget.cut and summary.vtw.cut == full.tasks[name].vtw.cut
+        )
+
+
+def test_calibration_from_the_train_split(tmp_path):
+    config = TruncateConfig(
+        model=MODEL, tasks=["shapes"], limit=2, calibration=3, cuts=[0, 2], timing=False,
+        output_path=str(tmp_path), progress=False,
+    )  # fmt: skip
+    result = run(config, tiny(MODEL))
+    L = tiny(MODEL).num_layers
+    assert result.cuts == [0, 2, L]
+    summary = result.tasks["shapes"]
+    assert summary.calibration["source"] == "train split" and summary.calibration["n"] == 3
+    rows = _rows(config)
+    cal = [r for r in rows.values() if r["role"] == "calibration"]
+    assert len(cal) == 3 and all(r["id"].startswith("shapes/calibration/shapes-train-") for r in cal)
+    expected = [sum(r["kl"][j] for r in cal) / 3 for j in range(3)]
+    assert summary.calibration["kl_mean"] == pytest.approx(expected)
+    assert summary.vtw.cut == vtw_cut(result.cuts, expected, config.vtw_threshold)
+
+
+def test_budget_cut_picks_the_shallowest_cut_keeping_the_budget():
+    cuts = [0, 1, 2, 3, 4]
+    assert budget_cut(cuts, [0.2, 0.5, 0.96, 0.9, 1.0], 0.95) == (2, None)
+    # taken literally: a deeper dip does not move the pick
+    assert budget_cut(cuts, [0.1, 0.97, 0.5, 0.5, 1.0], 0.95)[0] == 1
+    # nothing but the full model reaches the budget
+    assert budget_cut(cuts, [0.0, 0.1, 0.2, 0.9, 1.0], 0.95) == (4, None)
+    assert budget_cut(cuts, [0.0, 0.1, 0.2, 0.9, 1.0], 1.0) == (4, None)
+    # a full model scoring 0 is kept by every cut: the shallowest, with a note
+    cut, note = budget_cut(cuts, [0.0, 0.0, 0.0, 0.0, 0.0], 0.95)
+    assert cut == 0 and "0" in note
+    assert budget_cut(cuts, [None, None, None, None, None], 0.95)[0] is None
+    assert budget_cut(cuts, [None, 0.4, 0.96, 1.0, 1.0], 0.95)[0] == 2
+
+
+def test_vtw_cut_picks_the_shallowest_cut_below_the_threshold():
+    cuts = [0, 2, 4, 6]
+    assert vtw_cut(cuts, [1.0, 0.2, 0.04, 0.0], 0.05) == 4
+    assert vtw_cut(cuts, [1.0, 0.05, 0.06, 0.0], 0.05) == 2  # the border counts, literal like the budget
+    assert vtw_cut(cuts, [1.0, 0.5, 0.2, 0.0], 0.0) == 6
+    assert vtw_cut(cuts, [None, None, None, None], 0.05) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"cuts": [99]}, "beyond"),
+        ({"mode": "fast"}, "mode"),
+        ({"budget": 0.0}, "outside"),
+        ({"budget": 1.5}, "outside"),
+        ({"tasks": ["nope"]}, "unknown task"),
+        ({"cuts": "some"}, "'all'"),
+    ],
+)
+def test_bad_configuration_is_refused(tmp_path, manifest, change, message):
+    with pytest.raises(ConfigError, match=message):
+        run(_config(tmp_path, manifest, **change), tiny(MODEL))
