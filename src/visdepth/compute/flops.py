@@ -8,10 +8,17 @@ positions leave the sequence and the KV cache). Mask mode computes the same matr
 masks scores), so its cost is the full model's. Not counted, the same for every cut: the vision encoder and
 projector, embeddings, norms, rotary embeddings, softmax; the LM head is counted once per step (the one
 position whose logits ``generate`` needs).
+
+Attention convention: causal pairs, what a causal kernel (flash attention) computes.
+``torch.utils.flop_counter`` counts the full kept x kept products of SDPA (and of eager attention's matmuls)
+whatever the mask, so its attention term is larger; the projection, MLP and head terms agree with it exactly
+(tests/compute). Masks that are not causal (Gemma 3's bidirectional image block, PaliGemma's bidirectional
+prefix) are still counted causal.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -93,11 +100,13 @@ def _as_bool_list(image_mask: Sequence[bool] | torch.Tensor) -> list[bool]:
     return [bool(x) for x in image_mask]
 
 
-def _causal_pairs(kept: int, window: int | None) -> int:
-    """Visible (query, key) pairs among ``kept`` tokens under a causal (and optional sliding-window) mask."""
-    if window is None or window >= kept:
-        return kept * (kept + 1) // 2
-    return window * (window + 1) // 2 + (kept - window) * window
+def _visible_pairs(positions: Sequence[int], window: int | None) -> int:
+    """Causal (query, key) pairs among tokens at ascending original positions; a sliding window spans original
+    positions, so above a drop-mode cut a text query's window still covers the dropped image slots."""
+    n = len(positions)
+    if window is None:
+        return n * (n + 1) // 2
+    return sum(i + 1 - bisect.bisect_right(positions, p - window, 0, i) for i, p in enumerate(positions))
 
 
 def _check_cut(shape: DecoderShape, cut: int) -> None:
@@ -113,11 +122,12 @@ def prefill_flops(shape: DecoderShape, image_mask: Sequence[bool] | torch.Tensor
     """
     _check_cut(shape, cut)
     mask = _as_bool_list(image_mask)
-    total, text = len(mask), mask.count(False)
+    everything = list(range(len(mask)))
+    text = [p for p in everything if not mask[p]]
     flops = 0
     for layer in range(shape.num_layers):
-        kept = total if layer < cut else text
-        flops += kept * shape.token_flops + _causal_pairs(kept, shape.window(layer)) * shape.pair_flops
+        kept = everything if layer < cut else text
+        flops += len(kept) * shape.token_flops + _visible_pairs(kept, shape.window(layer)) * shape.pair_flops
     return float(flops + shape.head_flops)
 
 
