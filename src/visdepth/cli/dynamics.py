@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
@@ -71,6 +71,21 @@ def command(
         int | None,
         typer.Option("--max_tokens", "--max-tokens", help="subsample each group to N tokens per sample."),
     ] = None,
+    token_cloud: Annotated[
+        str,
+        typer.Option(
+            "--token_cloud",
+            "--token-cloud",
+            help="per_sample: a group's tokens of one sample form a cloud; pooled: those of --pool_size "
+            "consecutive samples do (for models with few image tokens per sample).",
+        ),
+    ] = "per_sample",
+    pool_size: Annotated[
+        int,
+        typer.Option(
+            "--pool_size", "--pool-size", help="samples per pooled cloud (with --token_cloud pooled)."
+        ),
+    ] = 64,
     baseline: Annotated[bool, typer.Option(help="also measure the random-init twin of the model.")] = False,
     chat: Annotated[bool, typer.Option(help="format prompts with the model's chat template.")] = True,
     progress: ProgressOpt = True,
@@ -79,10 +94,14 @@ def command(
     from visdepth.errors import ConfigError
     from visdepth.experiments.dynamics import DynamicsConfig, run, run_dir
 
-    if entropy_normalize not in ("log_min", "log_n", "log_d"):
-        raise ConfigError(
-            f"--entropy_normalize {entropy_normalize!r} is unknown; use log_min, log_n or log_d."
-        )
+    for option, value in (
+        ("entropy_normalize", entropy_normalize),
+        ("entropy_mode", entropy_mode),
+        ("token_cloud", token_cloud),
+    ):
+        allowed = get_args(DynamicsConfig.model_fields[option].annotation)
+        if value not in allowed:
+            raise ConfigError(f"--{option} {value!r} is unknown; use {', '.join(allowed)}.")
     config = DynamicsConfig(
         model=model,
         model_args=parse_model_args(model_args),
@@ -99,6 +118,8 @@ def command(
         entropy_mode=entropy_mode,  # type: ignore[arg-type]
         id_methods=tuple(split_list(id_methods)),
         max_tokens=max_tokens,
+        token_cloud=token_cloud,  # type: ignore[arg-type]
+        pool_size=pool_size,
         baseline=baseline,
         chat=chat,
         progress=progress,
@@ -114,7 +135,10 @@ def _print_summary(result) -> None:
 
     L = result.num_layers
     picks = sorted({0, L // 4, L // 2, 3 * L // 4, L})
-    table = Table(title=f"{result.model['name']}: {result.num_samples} samples, L = {L} (medians)")
+    clouds = f"{result.num_samples} samples"
+    if result.token_cloud == "pooled":
+        clouds += f" in {result.num_clouds} pool{'s' if result.num_clouds != 1 else ''}"
+    table = Table(title=f"{result.model['name']}: {clouds}, L = {L} (medians)")
     table.add_column("metric")
     for layer in picks:
         table.add_column(f"l={layer}", justify="right")

@@ -1,15 +1,29 @@
 """RQ1, representation dynamics: per-layer entropy, intrinsic dimension, curvature and similarity of image vs
 text tokens.
 
-One sample at a time: capture its residual stream at every depth, split it into the image group and the text
-group, measure every layer, append the row to ``samples.jsonl`` and let the states go, so memory never holds more
-than one sample's states. The summary (mean, spread and quartiles over samples, per layer) is recomputed from the
+A *token cloud* is the set of one group's tokens (image or text) that the metrics see at one layer. Two choices:
+
+- ``per_sample`` (the default): each sample's own tokens. One sample at a time: capture its residual stream at
+  every depth, split it into the two groups, measure every layer, append the row to ``samples.jsonl`` and let the
+  states go, so memory never holds more than one sample's states.
+- ``pooled``: the tokens of ``pool_size`` consecutive samples, concatenated per group (the same tokens at every
+  layer, so CKA and cosine with layer l-1 and curvature across depth stay defined). A model that sees 9 image
+  tokens per sample gives clouds of ~9 points, too few for entropy, intrinsic dimension or CKA to mean much;
+  pooling, as many studies do, gives hundreds. Samples are still captured one at a time and only the pool's
+  (subsampled) group states are kept, so memory holds at most one pool: pool_size x tokens x (L+1) x d floats.
+  Curvature along the token sequence (``seq_curvature``) runs within one sequence, so it stays per sample and
+  is averaged over the pool's samples. Each pool is one row of ``samples.jsonl``, listing its samples.
+
+The summary (mean, spread and quartiles over rows, i.e. samples or pools, per layer) is recomputed from the
 JSONL, which is also what makes a killed run resumable.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +50,7 @@ from visdepth.metrics import (
     skean_entropy_choices,
 )
 from visdepth.models import VLMAdapter, load
-from visdepth.results.io import set_seed, write_json
+from visdepth.results.io import read_jsonl, set_seed, write_json
 from visdepth.results.meta import RunMeta, run_metadata
 
 GROUPS = ("image", "text")
@@ -63,6 +77,12 @@ METRIC_LABELS = {
     "cka_prev": "linear CKA with layer l-1",
     "cos_prev": "cosine with own state at l-1",
 }
+#: metrics that run along one token sequence: in a pooled cloud they are measured per sample and averaged
+PER_SEQUENCE_METRICS = ("seq_curvature",)
+#: metrics measured on a token cloud as a whole (per sample, or on the pooled cloud)
+CLOUD_METRICS = tuple(m for m in METRICS if m not in PER_SEQUENCE_METRICS)
+#: the smallest final, partial pool still measured (smaller ones are left out of a pooled run)
+MIN_POOL = 2
 
 
 FINGERPRINT_KEYS = (
@@ -79,7 +99,11 @@ FINGERPRINT_KEYS = (
     "id_methods",
     "mle_k",
     "max_tokens",
+    "token_cloud",
+    "pool_size",
 )
+#: fingerprint keys that only matter to pooled runs (left out of a per-sample run's fingerprint)
+POOL_KEYS = ("token_cloud", "pool_size")
 
 
 class DynamicsConfig(BaseModel):
@@ -104,16 +128,29 @@ class DynamicsConfig(BaseModel):
     id_methods: tuple[str, ...] = ("twonn", "mle")
     mle_k: int = 20
     max_tokens: int | None = Field(
-        default=None, description="subsample each group to at most this many tokens (seeded) before measuring"
+        default=None,
+        description="subsample each sample's groups to at most this many tokens (seeded by seed and sample id) "
+        "before measuring or pooling",
     )
+    token_cloud: Literal["per_sample", "pooled"] = Field(
+        default="per_sample",
+        description="per_sample: a group's tokens of one sample form one cloud; pooled: the tokens of pool_size "
+        "consecutive samples form one cloud",
+    )
+    pool_size: int = Field(default=64, description="samples per pooled cloud (token_cloud=pooled)")
     baseline: bool = Field(default=False, description="also measure the random-init twin of the model")
     output_path: str = "outputs"
     log_samples: bool = True
     progress: bool = True
 
     def fingerprint(self) -> str:
-        """Hash of the fields that change per-sample numbers (a resumed run must match it)."""
-        return fingerprint(self, FINGERPRINT_KEYS)
+        """Hash of the fields that change the rows (a resumed run must match it).
+
+        Per-sample rows do not depend on the pooling keys, so a per-sample run leaves them out: its fingerprint
+        does not change with an unused ``pool_size`` and matches per-sample runs written before pooling existed.
+        """
+        pooled = self.token_cloud == "pooled"
+        return fingerprint(self, [k for k in FINGERPRINT_KEYS if pooled or k not in POOL_KEYS])
 
 
 class DynamicsResult(BaseModel):
@@ -123,14 +160,28 @@ class DynamicsResult(BaseModel):
     layers: list[int]
     depth: list[float]
     num_samples: int
+    #: tokens per sample and group before subsampling: mean, min, max over samples
     tokens: dict[str, LayerStats | dict[str, float]]
+    token_cloud: Literal["per_sample", "pooled"] = "per_sample"
+    pool_size: int | None = None
+    #: rows the summary is over: samples (per_sample) or pools (pooled)
+    num_clouds: int | None = None
+    #: tokens per measured cloud and group (after max_tokens and pooling): mean, min, max over clouds
+    cloud_tokens: dict[str, dict[str, float]] = Field(default_factory=dict)
     summary: dict[str, dict[str, LayerStats]]
     baseline: dict[str, dict[str, LayerStats]] | None = None
     files: dict[str, str] = Field(default_factory=dict)
 
 
-def measure_group(states: torch.Tensor, config: DynamicsConfig) -> dict[str, list[float]]:
-    """All per-layer metrics of one token group; ``states`` is (L+1, N, d)."""
+def measure_group(
+    states: torch.Tensor, config: DynamicsConfig, segments: Sequence[int] | None = None
+) -> dict[str, list[float]]:
+    """All per-layer metrics of one token cloud; ``states`` is (L+1, N, d).
+
+    ``segments`` are the token counts of the sequences the cloud concatenates, in order (default: one sequence
+    of all N tokens). Every metric is measured on the cloud as a whole except those of ``PER_SEQUENCE_METRICS``,
+    which run along one sequence and are averaged over the segments.
+    """
     depth = states.shape[0]
     out: dict[str, list[float]] = {m: [] for m in METRICS}
     n = states.shape[1]
@@ -154,7 +205,7 @@ def measure_group(states: torch.Tensor, config: DynamicsConfig) -> dict[str, lis
             out[f"id_{method}"].append(value)
         out["norm"].append(float(Z.double().norm(dim=-1).mean()))
         out["depth_curvature"].append(curvature[layer])
-        out["seq_curvature"].append(sequence_curvature(Z) if n >= 3 else math.nan)
+        out["seq_curvature"].append(_sequence_curvature(Z, segments or [n]))
         if layer == 0:
             out["cka_prev"].append(math.nan)
             out["cos_prev"].append(math.nan)
@@ -165,6 +216,21 @@ def measure_group(states: torch.Tensor, config: DynamicsConfig) -> dict[str, lis
     return out
 
 
+def _sequence_curvature(Z: torch.Tensor, segments: Sequence[int]) -> float:
+    """Mean of the along-token curvature of each sequence in ``Z`` (rows split by ``segments``), over the
+    sequences where it is defined (at least 3 tokens, some non-zero steps); NaN when none is."""
+    values = [sequence_curvature(seg) for seg in torch.split(Z, list(segments)) if seg.shape[0] >= 3]
+    values = [v for v in values if not math.isnan(v)]
+    return math.fsum(values) / len(values) if values else math.nan
+
+
+def _generator(config: DynamicsConfig, sample_id: str) -> torch.Generator:
+    """The token-subsampling generator of one sample, seeded by the run seed and the sample id: a sample keeps
+    the same tokens alone or in a pool, in a fresh or a resumed run, whatever was measured before it."""
+    digest = hashlib.sha256(f"{config.seed}/{sample_id}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
 def _subsample(index: torch.Tensor, limit: int | None, generator: torch.Generator) -> torch.Tensor:
     if limit is None or index.numel() <= limit:
         return index
@@ -172,28 +238,86 @@ def _subsample(index: torch.Tensor, limit: int | None, generator: torch.Generato
     return index[keep.sort().values]
 
 
-def measure_sample(
-    adapter: VLMAdapter, sample: Sample, config: DynamicsConfig, generator: torch.Generator
-) -> dict[str, Any]:
-    """Capture one sample's states and measure both groups at every layer."""
+def capture_groups(
+    adapter: VLMAdapter, sample: Sample, config: DynamicsConfig
+) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """One sample's states per group, each (L+1, n, d) after ``max_tokens`` subsampling (tokens kept in sequence
+    order), and its token counts before subsampling; the sample's full states are let go on return."""
     inputs = adapter.build_inputs(load_images(sample), sample.prompt, chat=config.chat)
     states = capture_states(adapter, inputs)[:, 0]  # (L+1, T, d), float32 on CPU
-    groups = {
-        "image": inputs.image_mask[0].nonzero().flatten(),
-        "text": inputs.text_mask(config.exclude_special)[0].nonzero().flatten(),
+    index = {
+        "image": inputs.image_mask[0].nonzero().flatten().cpu(),
+        "text": inputs.text_mask(config.exclude_special)[0].nonzero().flatten().cpu(),
     }
-    row: dict[str, Any] = {"id": sample.id, "tokens": {}, "metrics": {}}
-    for name, index in groups.items():
-        row["tokens"][name] = int(index.numel())
-        index = _subsample(index.cpu(), config.max_tokens, generator)
-        row["metrics"][name] = measure_group(states[:, index], config)
-    row["tokens"]["total"] = int(inputs.attention_mask.sum())
-    row["tokens"]["image_spans"] = len(adapter.spans(inputs.image_mask[0]))
+    tokens = {name: int(i.numel()) for name, i in index.items()}
+    tokens["total"] = int(inputs.attention_mask.sum())
+    tokens["image_spans"] = len(adapter.spans(inputs.image_mask[0]))
+    generator = _generator(config, sample.id)
+    groups = {name: states[:, _subsample(i, config.max_tokens, generator)] for name, i in index.items()}
+    return groups, tokens
+
+
+def measure_sample(adapter: VLMAdapter, sample: Sample, config: DynamicsConfig) -> dict[str, Any]:
+    """Capture one sample's states and measure both groups' clouds at every layer."""
+    groups, tokens = capture_groups(adapter, sample, config)
+    return {
+        "id": sample.id,
+        "tokens": tokens,
+        "cloud_tokens": {name: int(s.shape[1]) for name, s in groups.items()},
+        "metrics": {name: measure_group(s, config) for name, s in groups.items()},
+    }
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The samples whose tokens form one pooled cloud per group; ``id`` (``pool-0003``) keys its JSONL row."""
+
+    id: str
+    samples: tuple[Sample, ...]
+
+    @property
+    def sample_ids(self) -> list[str]:
+        return [s.id for s in self.samples]
+
+
+def make_pools(samples: Sequence[Sample], pool_size: int) -> list[Pool]:
+    """Consecutive runs of ``pool_size`` samples in data order, so a pool's samples depend only on the data (and
+    a larger ``--limit`` keeps the full pools of a smaller one); a final partial pool is kept if it has at least
+    ``MIN_POOL`` samples."""
+    chunks = [tuple(samples[i : i + pool_size]) for i in range(0, len(samples), pool_size)]
+    if chunks and len(chunks[-1]) < min(pool_size, MIN_POOL):
+        chunks.pop()
+    return [Pool(f"pool-{i:04d}", chunk) for i, chunk in enumerate(chunks)]
+
+
+def measure_pool(adapter: VLMAdapter, pool: Pool, config: DynamicsConfig) -> dict[str, Any]:
+    """Capture the pool's samples one by one, concatenate each group's tokens over them and measure the pooled
+    clouds at every layer (``PER_SEQUENCE_METRICS`` per sample, averaged)."""
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in GROUPS}
+    sample_tokens = []
+    for sample in pool.samples:
+        groups, tokens = capture_groups(adapter, sample, config)
+        sample_tokens.append(tokens)
+        for name in GROUPS:
+            parts[name].append(groups[name])
+    row: dict[str, Any] = {
+        "samples": pool.sample_ids,
+        "tokens": {key: sum(t[key] for t in sample_tokens) for key in sample_tokens[0]},
+        "sample_tokens": sample_tokens,
+        "cloud_tokens": {},
+        "metrics": {},
+    }
+    for name in GROUPS:
+        segments = [int(p.shape[1]) for p in parts[name]]
+        cloud = torch.cat(parts.pop(name), dim=1)  # (L+1, sum of segments, d)
+        row["cloud_tokens"][name] = sum(segments)
+        row["metrics"][name] = measure_group(cloud, config, segments)
     return row
 
 
 def summarise(rows: list[dict[str, Any]], key: str = "metrics") -> dict[str, dict[str, LayerStats]]:
-    """Per group and metric: per-layer mean, std, median and quartiles over samples, ignoring NaN."""
+    """Per group and metric: per-layer mean, std, median and quartiles over rows (samples, or pools), ignoring
+    NaN. A single row gives its own values with std 0."""
     summary: dict[str, dict[str, LayerStats]] = {}
     for group in GROUPS:
         summary[group] = {}
@@ -210,7 +334,7 @@ def choices(config: DynamicsConfig) -> dict[str, Any]:
         "layer_convention": "layer 0 = decoder input embeddings; layer l = output of block l, before final norm",
         "text_group": "prompt tokens minus image, padding"
         + (" and special tokens" if config.exclude_special else ""),
-        "token_cloud": "per_sample",
+        "token_cloud": _cloud_choices(config),
         "token_subsample": config.max_tokens,
         "entropy": skean_entropy_choices(alpha=config.entropy_alpha)
         if config.entropy_mode == "skean"
@@ -231,8 +355,40 @@ def choices(config: DynamicsConfig) -> dict[str, Any]:
     }
 
 
+def _cloud_choices(config: DynamicsConfig) -> dict[str, Any]:
+    if config.token_cloud == "per_sample":
+        return {"mode": "per_sample", "cloud": "one sample's tokens of a group", "statistics_over": "samples"}
+    return {
+        "mode": "pooled",
+        "pool_size": config.pool_size,
+        "cloud": "a group's tokens concatenated over the samples of a pool (the same tokens at every layer)",
+        "pools": f"consecutive samples in data order; a final partial pool is kept with >= {MIN_POOL} samples; "
+        "each row lists its samples",
+        "pooled_metrics": list(CLOUD_METRICS),
+        "per_sample_metrics": {
+            m: "measured per sample, mean over the pool's samples" for m in PER_SEQUENCE_METRICS
+        },
+        "statistics_over": "pools",
+    }
+
+
 def run_dir(config: DynamicsConfig, adapter_name: str) -> Path:
     return common.run_dir(config.output_path, adapter_name, "dynamics")
+
+
+def _check_pools(path: Path, pools: list[Pool], config_fingerprint: str) -> None:
+    """Refuse to resume from a file whose pool of the same id holds other samples (the data or --limit changed,
+    e.g. a final partial pool that has grown)."""
+    if not path.exists():
+        return
+    expected = {pool.id: pool.sample_ids for pool in pools}
+    for row in read_jsonl(path):
+        mine = row.get("config_fingerprint") == config_fingerprint and row.get("id") in expected
+        if mine and row.get("samples") != expected[row["id"]]:
+            raise ConfigError(
+                f"{path}: {row['id']} holds other samples than this run's pool (the data or --limit "
+                "changed); pass another --output_path or delete the file."
+            )
 
 
 def _measure_all(
@@ -242,21 +398,21 @@ def _measure_all(
     path: Path,
     label: str,
 ) -> list[dict[str, Any]]:
-    """Measure every sample not already in ``path`` and return all rows of this configuration."""
-    generator = torch.Generator().manual_seed(config.seed)
+    """Measure every sample (or pool) not already in ``path`` and return all rows of this configuration."""
+    resume = dict(config_fingerprint=config.fingerprint(), label=label, progress=config.progress)
+    if config.token_cloud == "per_sample":
+        return common.resumable_rows(
+            path, samples, lambda sample: measure_sample(adapter, sample, config), **resume
+        )
+    pools = make_pools(samples, config.pool_size)
+    _check_pools(path, pools, resume["config_fingerprint"])
     return common.resumable_rows(
-        path,
-        samples,
-        lambda sample: measure_sample(adapter, sample, config, generator),
-        config_fingerprint=config.fingerprint(),
-        label=label,
-        progress=config.progress,
+        path, pools, lambda pool: measure_pool(adapter, pool, config), item_id=lambda pool: pool.id, **resume
     )
 
 
-def run(config: DynamicsConfig, adapter: VLMAdapter | None = None) -> DynamicsResult:
-    """Run RQ1 on a model and data set; writes results.json, samples.jsonl and figures under the output path."""
-    set_seed(config.seed)
+def validate(config: DynamicsConfig) -> None:
+    """Raise a one-line ConfigError for a setting that cannot work, before any data or model is loaded."""
     if config.entropy_alpha <= 0:
         raise ConfigError(
             f"entropy alpha must be > 0, got {config.entropy_alpha}; use 1 for Shannon entropy."
@@ -264,9 +420,26 @@ def run(config: DynamicsConfig, adapter: VLMAdapter | None = None) -> DynamicsRe
     unknown = set(config.id_methods) - {"twonn", "mle"}
     if unknown:
         raise ConfigError(f"unknown intrinsic-dimension method(s) {sorted(unknown)}; use twonn and/or mle.")
+    if config.pool_size < 1:
+        raise ConfigError(f"--pool_size must be at least 1 sample, got {config.pool_size}.")
+
+
+def _count_stats(counts: list[int]) -> dict[str, float]:
+    return {"mean": float(np.mean(counts)), "min": float(np.min(counts)), "max": float(np.max(counts))}
+
+
+def run(config: DynamicsConfig, adapter: VLMAdapter | None = None) -> DynamicsResult:
+    """Run RQ1 on a model and data set; writes results.json, samples.jsonl and figures under the output path."""
+    set_seed(config.seed)
+    validate(config)
     samples = get_dataset(config.data, limit=config.limit)
     if not samples:
         raise ConfigError(f"data set {config.data!r} has no samples; check --data and --limit.")
+    if config.token_cloud == "pooled" and not make_pools(samples, config.pool_size):
+        raise ConfigError(
+            f"{len(samples)} sample(s) make no pool (a partial pool needs {MIN_POOL}); raise --limit or lower "
+            "--pool_size."
+        )
     if adapter is None:
         adapter = load(
             config.model, device=config.device, dtype=config.dtype, seed=config.seed, **config.model_args
@@ -281,14 +454,10 @@ def run(config: DynamicsConfig, adapter: VLMAdapter | None = None) -> DynamicsRe
         twin = adapter.random_twin(seed=config.seed + 1)
         base_rows = _measure_all(twin, samples, config, out / "samples_random_init.jsonl", "random-init twin")
         baseline = summarise(base_rows)
-    token_counts = {
-        g: {
-            "mean": float(np.mean([r["tokens"][g] for r in rows])),
-            "min": float(np.min([r["tokens"][g] for r in rows])),
-            "max": float(np.max([r["tokens"][g] for r in rows])),
-        }
-        for g in GROUPS
-    }
+    # a pooled row lists its samples' token counts; a per-sample row is its own (rows from before cloud_tokens
+    # was recorded fall back to the counts before subsampling)
+    sample_tokens = [t for r in rows for t in r.get("sample_tokens", [r["tokens"]])]
+    cloud_tokens = [r.get("cloud_tokens", r["tokens"]) for r in rows]
     result = DynamicsResult(
         meta=run_metadata(
             config=config.model_dump(),
@@ -301,8 +470,12 @@ def run(config: DynamicsConfig, adapter: VLMAdapter | None = None) -> DynamicsRe
         num_layers=L,
         layers=list(range(L + 1)),
         depth=[layer / L for layer in range(L + 1)],
-        num_samples=len(rows),
-        tokens=token_counts,
+        num_samples=len(sample_tokens),
+        tokens={g: _count_stats([t[g] for t in sample_tokens]) for g in GROUPS},
+        token_cloud=config.token_cloud,
+        pool_size=config.pool_size if config.token_cloud == "pooled" else None,
+        num_clouds=len(rows),
+        cloud_tokens={g: _count_stats([t[g] for t in cloud_tokens]) for g in GROUPS},
         summary=summarise(rows),
         baseline=baseline,
     )

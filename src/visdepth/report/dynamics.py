@@ -1,7 +1,8 @@
 """Figures for RQ1: each metric against normalised depth l/L, image vs text tokens, with spread bands.
 
 Normalised depth lets models of different depth share an axis, as in the paper. Bands show the inter-quartile
-range over samples (robust to the odd sample with very few text tokens); the line is the median. A random-init
+range over token clouds, i.e. samples or pools (robust to the odd sample with very few text tokens); the line is
+the median. A run with a single cloud (one pool) has no spread and is drawn as a line alone. A random-init
 baseline, when measured, is drawn dashed in the same colours.
 """
 
@@ -30,7 +31,7 @@ def _arr(values: list[float | None]) -> np.ndarray:
 def _draw(ax, depth: np.ndarray, stats: LayerStats, colour: str, label: str, dashed: bool = False) -> None:
     median, lo, hi = _arr(stats.median), _arr(stats.q25), _arr(stats.q75)
     ax.plot(depth, median, color=colour, lw=2 if not dashed else 1.3, ls="--" if dashed else "-", label=label)
-    if not dashed:
+    if not dashed and max(stats.count, default=0) > 1:
         ax.fill_between(depth, lo, hi, color=colour, alpha=0.2, lw=0)
 
 
@@ -38,9 +39,11 @@ def _panel(ax, result: DynamicsResult, metric: str) -> None:
     from visdepth.experiments.dynamics import METRIC_LABELS
 
     depth = np.array(result.depth)
+    pooled = result.token_cloud == "pooled"
+    counts = result.cloud_tokens if pooled else result.tokens
     for group, colour in COLOURS.items():
-        n = result.tokens[group]["mean"] if isinstance(result.tokens[group], dict) else None
-        label = f"{group} tokens" + (f" (~{n:.0f}/sample)" if n is not None else "")
+        n = counts[group]["mean"] if isinstance(counts.get(group), dict) else None
+        label = f"{group} tokens" + (f" (~{n:.0f}/{'pool' if pooled else 'sample'})" if n is not None else "")
         _draw(ax, depth, result.summary[group][metric], colour, label)
         if result.baseline is not None:
             _draw(ax, depth, result.baseline[group][metric], colour, f"{group}, random init", dashed=True)
@@ -52,14 +55,22 @@ def _panel(ax, result: DynamicsResult, metric: str) -> None:
         ax.set_yscale("log")
 
 
+def _clouds(result: DynamicsResult) -> str:
+    """What the lines and bands are over, for the title."""
+    if result.token_cloud != "pooled":
+        return f"{result.num_samples} samples (median, IQR band)"
+    pools = result.num_clouds
+    if pools == 1:
+        return f"{result.num_samples} samples in one pooled cloud"
+    return f"{result.num_samples} samples in {pools} pools of <= {result.pool_size} (median, IQR band over pools)"
+
+
 def plot_dynamics(result: DynamicsResult, folder: Path) -> dict[str, Path]:
     """Write one PNG per metric plus an overview grid; returns {name: path}."""
     from visdepth.experiments.dynamics import METRICS
 
     folder.mkdir(parents=True, exist_ok=True)
-    title = (
-        f"{result.model['name']} · L = {result.num_layers} · {result.num_samples} samples (median, IQR band)"
-    )
+    title = f"{result.model['name']} · L = {result.num_layers} · {_clouds(result)}"
     paths: dict[str, Path] = {}
     for metric in METRICS:
         fig, ax = plt.subplots(figsize=(5, 3.6), dpi=150)
