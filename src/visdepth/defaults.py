@@ -1,9 +1,10 @@
-"""Built-in defaults every command falls back to: a model and data that need no download."""
+"""Built-in defaults every command falls back to: a model and data that need no download.
 
-from visdepth.data.builtin import DEFAULT_DATASET as DEFAULT_DATASET_NAME
+The default model is the reference VLM trained by this project on its own ``shapes`` benchmark (see
+MODEL_CARD.md): a random tiny model would give numbers that mean nothing.
+"""
 
-# A tiny random-weight LLaVA until the reference model trained by this project ships: it exercises the whole
-# pipeline offline, but its numbers describe an untrained network, not a VLM.
-DEFAULT_MODEL = "tiny:llava"
+DEFAULT_MODEL = "visdepth/shapes-vlm"
+DEFAULT_DATASET_NAME = "shapes"
 
 __all__ = ["DEFAULT_DATASET_NAME", "DEFAULT_MODEL"]

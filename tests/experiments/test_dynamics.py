@@ -14,7 +14,14 @@ from visdepth.experiments.dynamics import METRICS, DynamicsConfig, run, run_dir
 
 
 def _config(tmp_path, **kw) -> DynamicsConfig:
-    base = dict(model="tiny:llava", data="photos", limit=2, output_path=str(tmp_path), progress=False)
+    base = dict(
+        model="tiny:llava",
+        data="photos",
+        limit=2,
+        output_path=str(tmp_path),
+        progress=False,
+        token_cloud="per_sample",
+    )
     base.update(kw)
     return DynamicsConfig(**base)
 
@@ -106,3 +113,18 @@ def test_skean_entropy_mode_is_recorded_and_differs(tmp_path):
     skean = run(_config(tmp_path / "s", limit=1, id_methods=("twonn",), entropy_mode="skean"), adapter)
     assert skean.meta.choices["entropy"] != paper.meta.choices["entropy"]
     assert skean.summary["image"]["entropy_norm"].median != paper.summary["image"]["entropy_norm"].median
+
+
+def test_auto_token_cloud_pools_when_images_have_few_tokens(tmp_path, monkeypatch):
+    """tiny:llava gives 16 image tokens per sample: auto pools them; with a threshold below 16 it does not."""
+    from visdepth.experiments import dynamics
+
+    adapter = tiny("tiny:llava")
+    auto = run(_config(tmp_path / "a", token_cloud="auto"), adapter)
+    assert auto.token_cloud == "pooled"
+    monkeypatch.setattr(dynamics, "AUTO_POOL_BELOW", 16)
+    per = run(_config(tmp_path / "b", token_cloud="auto"), adapter)
+    assert per.token_cloud == "per_sample"
+    data = json.loads((run_dir(_config(tmp_path / "b"), adapter.name) / "results.json").read_text())
+    assert data["meta"]["config"]["token_cloud"] == "per_sample"
+    assert "auto_rule" in data["meta"]["choices"]["token_cloud"]

@@ -77,9 +77,9 @@ def command(
             "--token_cloud",
             "--token-cloud",
             help="per_sample: a group's tokens of one sample form a cloud; pooled: those of --pool_size "
-            "consecutive samples do (for models with few image tokens per sample).",
+            "consecutive samples do; auto: pooled when a sample has fewer than 64 image tokens.",
         ),
-    ] = "per_sample",
+    ] = "auto",
     pool_size: Annotated[
         int,
         typer.Option(

@@ -1,9 +1,9 @@
 """Named data sets that need no download, and :func:`get_dataset`, the one entry point for data.
 
 A data set is registered under a name with a loader; a name may carry a split after a colon (``shapes:test``).
-``photos`` (real photos that ship inside scikit-image, scikit-learn and matplotlib, each with a hand-written
-question) is the default. Another module adds its own data set by calling :func:`register_dataset` at import,
-for example a procedurally generated ``shapes`` set with ``train`` and ``test`` splits.
+``photos`` holds real photos that ship inside scikit-image, scikit-learn and matplotlib, each with a hand-written
+question; other modules add their own data set by calling :func:`register_dataset` at import, as the
+procedurally generated ``shapes`` set (``train`` and ``test`` splits, the default of every command) does.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from pathlib import Path
 
 from visdepth.data.manifest import load_manifest
 from visdepth.data.sample import Sample
+from visdepth.defaults import DEFAULT_DATASET_NAME
 from visdepth.errors import ConfigError
 
-DEFAULT_DATASET = "photos"
+DEFAULT_DATASET = DEFAULT_DATASET_NAME  # the registry's default is every command's
 
 Loader = Callable[..., Sequence[Sample]]
 """``loader(split=..., limit=...) -> samples``; ``limit`` is a hint (``get_dataset`` also cuts), split is one

@@ -106,6 +106,11 @@ FINGERPRINT_KEYS = (
 POOL_KEYS = ("token_cloud", "pool_size")
 
 
+#: ``token_cloud="auto"`` pools samples whose image group has fewer tokens than this (TwoNN and the Gram spectrum
+#: of a handful of points say little; real VLMs give hundreds of image tokens per image)
+AUTO_POOL_BELOW = 64
+
+
 class DynamicsConfig(BaseModel):
     """Everything that decides the numbers of a dynamics run (recorded in full in the result file)."""
 
@@ -132,10 +137,11 @@ class DynamicsConfig(BaseModel):
         description="subsample each sample's groups to at most this many tokens (seeded by seed and sample id) "
         "before measuring or pooling",
     )
-    token_cloud: Literal["per_sample", "pooled"] = Field(
-        default="per_sample",
+    token_cloud: Literal["auto", "per_sample", "pooled"] = Field(
+        default="auto",
         description="per_sample: a group's tokens of one sample form one cloud; pooled: the tokens of pool_size "
-        "consecutive samples form one cloud",
+        f"consecutive samples form one cloud; auto: pooled when a sample has fewer than {AUTO_POOL_BELOW} image "
+        "tokens (too few points for entropy or intrinsic dimension), else per_sample",
     )
     pool_size: int = Field(default=64, description="samples per pooled cloud (token_cloud=pooled)")
     baseline: bool = Field(default=False, description="also measure the random-init twin of the model")
@@ -356,9 +362,14 @@ def choices(config: DynamicsConfig) -> dict[str, Any]:
 
 
 def _cloud_choices(config: DynamicsConfig) -> dict[str, Any]:
+    auto = (
+        f"--token_cloud auto (the default) pools when a sample has fewer than {AUTO_POOL_BELOW} image tokens"
+    )
     if config.token_cloud == "per_sample":
-        return {"mode": "per_sample", "cloud": "one sample's tokens of a group", "statistics_over": "samples"}
+        return {"mode": "per_sample", "cloud": "one sample's tokens of a group", "statistics_over": "samples",
+                "auto_rule": auto}  # fmt: skip
     return {
+        "auto_rule": auto,
         "mode": "pooled",
         "pool_size": config.pool_size,
         "cloud": "a group's tokens concatenated over the samples of a pool (the same tokens at every layer)",
@@ -428,6 +439,25 @@ def _count_stats(counts: list[int]) -> dict[str, float]:
     return {"mean": float(np.mean(counts)), "min": float(np.min(counts)), "max": float(np.max(counts))}
 
 
+def _require_a_pool(samples: list[Sample], config: DynamicsConfig) -> None:
+    if not make_pools(samples, config.pool_size):
+        raise ConfigError(
+            f"{len(samples)} sample(s) make no pool (a partial pool needs {MIN_POOL}); raise --limit or lower "
+            "--pool_size."
+        )
+
+
+def resolve_token_cloud(config: DynamicsConfig, adapter: VLMAdapter, samples: list[Sample]) -> DynamicsConfig:
+    """``auto`` made concrete from the first sample's image-token count and the number of samples (the resolved
+    value is what is recorded and fingerprinted, so an auto run and an explicit run of the same choice resume each
+    other)."""
+    inputs = adapter.build_inputs(load_images(samples[0]), samples[0].prompt, chat=config.chat)
+    n_image = int(inputs.image_mask[0].sum())
+    few = n_image < AUTO_POOL_BELOW and bool(make_pools(samples, config.pool_size))
+    cloud = "pooled" if few else "per_sample"  # a single sample makes no pool: measure it alone
+    return config.model_copy(update={"token_cloud": cloud})
+
+
 def run(config: DynamicsConfig, adapter: VLMAdapter | None = None) -> DynamicsResult:
     """Run RQ1 on a model and data set; writes results.json, samples.jsonl and figures under the output path."""
     set_seed(config.seed)
@@ -435,15 +465,16 @@ def run(config: DynamicsConfig, adapter: VLMAdapter | None = None) -> DynamicsRe
     samples = get_dataset(config.data, limit=config.limit)
     if not samples:
         raise ConfigError(f"data set {config.data!r} has no samples; check --data and --limit.")
-    if config.token_cloud == "pooled" and not make_pools(samples, config.pool_size):
-        raise ConfigError(
-            f"{len(samples)} sample(s) make no pool (a partial pool needs {MIN_POOL}); raise --limit or lower "
-            "--pool_size."
-        )
+    if config.token_cloud == "pooled":
+        _require_a_pool(samples, config)
     if adapter is None:
         adapter = load(
             config.model, device=config.device, dtype=config.dtype, seed=config.seed, **config.model_args
         )
+    if config.token_cloud == "auto":
+        config = resolve_token_cloud(config, adapter, samples)
+        if config.token_cloud == "pooled":
+            _require_a_pool(samples, config)
     out = run_dir(config, adapter.name)
     out.mkdir(parents=True, exist_ok=True)
     rows = _measure_all(adapter, samples, config, out / "samples.jsonl", "dynamics")

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from visdepth.defaults import DEFAULT_MODEL
 from visdepth.errors import UnsupportedModelError
 from visdepth.models.base import ModelInputs, VLMAdapter
 from visdepth.models.registry import (
@@ -35,10 +36,9 @@ FAMILY_MODULES = ("llava", "qwen2_vl", "gemma3", "paligemma", "idefics3", "inter
 for _name in FAMILY_MODULES:
     importlib.import_module(f"visdepth.models.{_name}")
 
-# Trained models that ship inside visdepth (no download): name -> (package, folder). The first is the default of
-# every command, because a random tiny model gives numbers that mean nothing.
+# Trained models that ship inside visdepth (no download): name -> (package, folder); visdepth.defaults names the
+# default of every command.
 BUILTIN_MODELS = {"visdepth/shapes-vlm": ("visdepth.reference", "shapes_vlm")}
-DEFAULT_MODEL = "visdepth/shapes-vlm"
 
 __all__ = [
     "BUILTIN_MODELS",
