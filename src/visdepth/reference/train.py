@@ -219,9 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vision-steps", type=int, default=150)
     parser.add_argument("--vision-batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--vision-lr", type=float, default=0.0, help="0 keeps the tower frozen in stage 2")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
