@@ -10,11 +10,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
+from visdepth.defaults import DEFAULT_MODEL
 from visdepth.errors import ConfigError
-from visdepth.results.io import JsonlWriter, read_jsonl
+from visdepth.results.io import JsonlWriter, read_jsonl, write_json
+
+#: the config fields every experiment's per-sample numbers depend on (each adds its own)
+COMMON_FINGERPRINT_KEYS = ("model", "model_args", "device", "dtype", "seed", "chat")
+
+
+class ExperimentConfig(BaseModel):
+    """What every experiment is configured with: the model and how to load it, the seed, prompt formatting, and
+    where and how results are written (lm-eval names)."""
+
+    model: str = DEFAULT_MODEL
+    model_args: dict[str, Any] = Field(default_factory=dict)
+    device: str = "auto"
+    dtype: str = "auto"
+    seed: int = 0
+    chat: bool = Field(default=True, description="format prompts with the model's chat template")
+    output_path: str = "outputs"
+    log_samples: bool = True
+    progress: bool = True
 
 
 def run_dir(output_path: str | Path, adapter_name: str, experiment: str) -> Path:
@@ -91,3 +110,15 @@ def column_stats(values: np.ndarray) -> LayerStats:
         q75=column(lambda c: np.quantile(c, 0.75)),
         count=[int(c) for c in count],
     )
+
+
+def write_results(result: Any, out: Path, figures: dict[str, Path], log_samples: bool) -> Any:
+    """Record the figures in ``result.files``, write ``results.json``, and drop ``samples.jsonl`` when
+    ``log_samples`` is off (only once the summary is safely on disk: the rows were needed for resuming)."""
+    result.files = {"samples": "samples.jsonl", **{k: str(p.relative_to(out)) for k, p in figures.items()}}
+    if not log_samples:
+        write_json(out / "results.json", result)
+        (out / "samples.jsonl").unlink(missing_ok=True)
+        result.files.pop("samples")
+    write_json(out / "results.json", result)
+    return result

@@ -32,7 +32,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from visdepth.data import Sample, get_dataset, load_images
-from visdepth.defaults import DEFAULT_DATASET_NAME, DEFAULT_MODEL
+from visdepth.defaults import DEFAULT_DATASET_NAME
 from visdepth.errors import ConfigError
 from visdepth.experiments import common
 from visdepth.experiments.common import LayerStats, column_stats, fingerprint
@@ -50,7 +50,7 @@ from visdepth.metrics import (
     skean_entropy_choices,
 )
 from visdepth.models import VLMAdapter, load
-from visdepth.results.io import read_jsonl, set_seed, write_json
+from visdepth.results.io import read_jsonl, set_seed
 from visdepth.results.meta import RunMeta, run_metadata
 
 GROUPS = ("image", "text")
@@ -86,13 +86,8 @@ MIN_POOL = 2
 
 
 FINGERPRINT_KEYS = (
-    "model",
-    "model_args",
+    *common.COMMON_FINGERPRINT_KEYS,
     "data",
-    "device",
-    "dtype",
-    "seed",
-    "chat",
     "exclude_special",
     "entropy_alpha",
     "entropy_normalize",
@@ -111,17 +106,11 @@ POOL_KEYS = ("token_cloud", "pool_size")
 AUTO_POOL_BELOW = 64
 
 
-class DynamicsConfig(BaseModel):
+class DynamicsConfig(common.ExperimentConfig):
     """Everything that decides the numbers of a dynamics run (recorded in full in the result file)."""
 
-    model: str = DEFAULT_MODEL
-    model_args: dict[str, Any] = Field(default_factory=dict)
     data: str = DEFAULT_DATASET_NAME
     limit: int | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    seed: int = 0
-    chat: bool = True
     exclude_special: bool = True
     entropy_alpha: float = 1.0
     entropy_normalize: Literal["log_n", "log_d", "log_min", "log_min_nd"] = "log_min"
@@ -145,9 +134,6 @@ class DynamicsConfig(BaseModel):
     )
     pool_size: int = Field(default=64, description="samples per pooled cloud (token_cloud=pooled)")
     baseline: bool = Field(default=False, description="also measure the random-init twin of the model")
-    output_path: str = "outputs"
-    log_samples: bool = True
-    progress: bool = True
 
     def fingerprint(self) -> str:
         """Hash of the fields that change the rows (a resumed run must match it).
@@ -513,11 +499,4 @@ def run(config: DynamicsConfig, adapter: VLMAdapter | None = None) -> DynamicsRe
     from visdepth.report.dynamics import plot_dynamics
 
     figures = plot_dynamics(result, out / "figures")
-    result.files = {"samples": "samples.jsonl", **{k: str(p.relative_to(out)) for k, p in figures.items()}}
-    if not config.log_samples:
-        # the per-sample rows were needed for resuming; drop them only once the summary is safely written
-        write_json(out / "results.json", result)
-        (out / "samples.jsonl").unlink(missing_ok=True)
-        result.files.pop("samples")
-    write_json(out / "results.json", result)
-    return result
+    return common.write_results(result, out, figures, config.log_samples)

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
 from visdepth.data import Sample
-from visdepth.defaults import DEFAULT_DATASET_NAME, DEFAULT_MODEL
+from visdepth.defaults import DEFAULT_DATASET_NAME
 from visdepth.errors import ConfigError
 from visdepth.experiments import common
 from visdepth.experiments.common import fingerprint
@@ -35,7 +35,7 @@ from visdepth.interventions.hooks import greedy_generate
 from visdepth.interventions.substitute import SPLICE_SCOPE, capture_prefill_states, substituted_generate
 from visdepth.metrics import output as om
 from visdepth.models import VLMAdapter, load
-from visdepth.results.io import read_jsonl, set_seed, write_json
+from visdepth.results.io import read_jsonl, set_seed
 from visdepth.results.meta import RunMeta, run_metadata
 from visdepth.tasks import Task, get_task
 
@@ -55,13 +55,8 @@ METRIC_LABELS = {
 IDENTITY_KL_TOL = 1e-6
 
 FINGERPRINT_KEYS = (
-    "model",
-    "model_args",
+    *common.COMMON_FINGERPRINT_KEYS,
     "data",
-    "device",
-    "dtype",
-    "seed",
-    "chat",
     "layers",
     "groups",
     "max_new_tokens",
@@ -70,20 +65,14 @@ FINGERPRINT_KEYS = (
 )
 
 
-class SwapConfig(BaseModel):
+class SwapConfig(common.ExperimentConfig):
     """Everything that decides the numbers of a swap run (recorded in full in the result file)."""
 
-    model: str = DEFAULT_MODEL
-    model_args: dict[str, Any] = Field(default_factory=dict)
     data: str = Field(
         default=DEFAULT_DATASET_NAME,
         description="task name, built-in data set or JSONL manifest (anything get_task accepts)",
     )
     limit: int | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    seed: int = 0
-    chat: bool = True
     layers: str | list[int] = Field(
         default="all", description="the grid of depths: 'all' (0..L), a list, '0,2,4', or 'stride:k' (L kept)"
     )
@@ -98,9 +87,6 @@ class SwapConfig(BaseModel):
         default=om.DEFAULT_SENTENCE_MODEL, description="sentence encoder for similarity; None to skip it"
     )
     batch_size: int = Field(default=8, description="samples per batch (does not change the numbers)")
-    output_path: str = "outputs"
-    log_samples: bool = True
-    progress: bool = True
 
     def fingerprint(self) -> str:
         """Hash of the fields that change per-sample numbers (a resumed run must match it)."""
@@ -475,14 +461,7 @@ def run(
     from visdepth.report.swap import plot_swap
 
     figures = plot_swap(result, out / "figures")
-    result.files = {"samples": "samples.jsonl", **{k: str(p.relative_to(out)) for k, p in figures.items()}}
-    if not config.log_samples:
-        # the per-sample rows were needed for resuming; drop them only once the summary is safely written
-        write_json(out / "results.json", result)
-        (out / "samples.jsonl").unlink(missing_ok=True)
-        result.files.pop("samples")
-    write_json(out / "results.json", result)
-    return result
+    return common.write_results(result, out, figures, config.log_samples)
 
 
 __all__ = [

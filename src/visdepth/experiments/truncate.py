@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 
 from visdepth.compute import DecoderShape, cut_costs, measure, peak_memory
 from visdepth.data import Sample
-from visdepth.defaults import DEFAULT_DATASET_NAME, DEFAULT_MODEL
+from visdepth.defaults import DEFAULT_DATASET_NAME
 from visdepth.errors import ConfigError
 from visdepth.experiments import common
 from visdepth.experiments.common import LayerStats, column_stats, fingerprint
@@ -40,7 +40,7 @@ from visdepth.interventions.truncate import truncated_generate, truncated_logits
 from visdepth.metrics import output as om
 from visdepth.models import VLMAdapter, load
 from visdepth.models.base import ModelInputs
-from visdepth.results.io import read_jsonl, set_seed, write_json
+from visdepth.results.io import read_jsonl, set_seed
 from visdepth.results.meta import RunMeta, run_metadata
 from visdepth.tasks import Task, get_task, score_names
 
@@ -55,24 +55,17 @@ DEFAULT_VTW_THRESHOLD = 0.05
 TIMING_NEW_TOKENS = 16
 
 FINGERPRINT_KEYS = (
-    "model",
-    "model_args",
+    *common.COMMON_FINGERPRINT_KEYS,
     "cuts",
     "mode",
-    "device",
-    "dtype",
-    "seed",
-    "chat",
     "max_new_tokens",
     "sentence_model",
 )
 
 
-class TruncateConfig(BaseModel):
+class TruncateConfig(common.ExperimentConfig):
     """Everything that decides the numbers of a truncation run (recorded in full in the result file)."""
 
-    model: str = DEFAULT_MODEL
-    model_args: dict[str, Any] = Field(default_factory=dict)
     tasks: list[str] = Field(default_factory=lambda: [DEFAULT_DATASET_NAME])
     limit: int | None = None
     cuts: str | list[int] = Field(
@@ -93,15 +86,8 @@ class TruncateConfig(BaseModel):
     batch_size: int = 8
     timing: bool = True
     timing_repeats: int = 3
-    device: str = "auto"
-    dtype: str = "auto"
-    seed: int = 0
-    chat: bool = True
     max_new_tokens: int | None = Field(default=None, description="override the tasks' per-kind budgets")
     sentence_model: str | None = Field(default=None, description="None: the bundled all-MiniLM-L6-v2")
-    output_path: str = "outputs"
-    log_samples: bool = True
-    progress: bool = True
 
     def fingerprint(self) -> str:
         """Hash of the fields that change per-sample numbers (a resumed run must match it)."""
@@ -759,12 +745,5 @@ def run(config: TruncateConfig, adapter: VLMAdapter | None = None) -> TruncateRe
     from visdepth.report.truncate import plot_truncate
 
     figures = plot_truncate(result, out / "figures")
-    result.files = {"samples": "samples.jsonl", **{k: str(p.relative_to(out)) for k, p in figures.items()}}
     result.meta.finish()
-    if not config.log_samples:
-        # the per-sample rows were needed for resuming; drop them only once the summary is safely written
-        write_json(out / "results.json", result)
-        path.unlink(missing_ok=True)
-        result.files.pop("samples")
-    write_json(out / "results.json", result)
-    return result
+    return common.write_results(result, out, figures, config.log_samples)
