@@ -12,7 +12,8 @@ fifth of the hash space, else to ``train``; the two splits therefore never share
 Question types (``meta["qtype"]``) by task kind:
 
 - ``single_token``: ``colour_of_shape``, ``shape_of_colour``, ``exists`` (yes/no), ``colour_at``;
-- ``multiple_choice``: ``shape_at_choice``, ``colour_at_choice`` (four lettered options, answer = letter);
+- ``multiple_choice``: ``shape_at_choice``, ``colour_at_choice`` (four lettered options in the fixed order of
+  ``SHAPES`` / ``COLOURS``, answer = letter);
 - ``exact_match``: ``count_all``, ``count_colour`` (a digit), ``where`` (a position such as ``top left``),
   ``what_at`` (``red circle`` or ``nothing``);
 - ``caption``: ``caption``, every object in row-major cell order:
@@ -261,7 +262,11 @@ def _question(scene: Scene, qtype: str, rng: random.Random) -> tuple[str, str, l
         o = rng.choice(objs)
         pool, right = (SHAPES, o.shape) if qtype == "shape_at_choice" else (tuple(COLOURS), o.colour)
         options = rng.sample([p for p in pool if p != right], 3) + [right]
-        rng.shuffle(options)
+        rng.shuffle(options)  # kept so that the random stream, hence every other sample, is unchanged
+        # Options in the pool's fixed order: the letter is then a function of the answer and the options shown,
+        # which the reference model learns; with shuffled options it never learnt the induction-style copy
+        # from the answer to its letter (MODEL_CARD.md).
+        options.sort(key=pool.index)
         what = "shape" if qtype == "shape_at_choice" else "colour"
         return (
             f"What {what} is the object at {POSITIONS[o.cell]}?",
