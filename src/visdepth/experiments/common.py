@@ -51,18 +51,26 @@ def fingerprint(config: BaseModel, keys: Iterable[str]) -> str:
 def resumable_rows(
     path: Path,
     items: Sequence[Any],
-    measure: Callable[[Any], dict[str, Any]],
+    measure: Callable[[Any], dict[str, Any]] | None = None,
     *,
     config_fingerprint: str,
+    measure_batch: Callable[[list[Any]], list[dict[str, Any]]] | None = None,
+    batch_size: int = 1,
+    bucket: Callable[[Any], Any] = lambda item: None,
     item_id: Callable[[Any], str] = lambda item: item.id,
     label: str = "",
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Measure every item whose id is not yet in ``path`` and return the rows of all ``items``, in order.
 
-    ``measure(item)`` returns the row (its ``id`` is set here); rows are fsync'd one by one. A file holding rows
-    of another configuration is refused rather than mixed with this one.
+    Give ``measure(item) -> row``, or ``measure_batch(items) -> rows`` with ``batch_size``: a batch is a run of
+    consecutive items still to do that share a ``bucket`` key (batches are planned over what is missing, so a
+    resumed run measures each missing item once). Rows get their ``id`` here and are fsync'd one by one. A file holding rows of another configuration is refused rather than mixed with this one.
     """
+    if (measure is None) == (measure_batch is None):
+        raise ValueError("give either measure or measure_batch")
+    if measure is not None:
+        measure_batch, batch_size = (lambda batch: [measure(batch[0])]), 1
     path.parent.mkdir(parents=True, exist_ok=True)
     with JsonlWriter(path, resume=True) as writer:
         foreign = {r.get("config_fingerprint") for r in writer.existing} - {config_fingerprint, None}
@@ -71,11 +79,21 @@ def resumable_rows(
                 f"{path} holds rows of a different configuration; pass another --output_path or delete the file."
             )
         todo = [it for it in items if item_id(it) not in writer.done_ids]
-        for item in tqdm(todo, desc=label, disable=not progress, unit="sample"):
-            row = measure(item)
-            row["id"] = item_id(item)
-            row["config_fingerprint"] = config_fingerprint
-            writer.write(row)
+        with tqdm(total=len(todo), desc=label, disable=not progress, unit="sample") as bar:
+            start = 0
+            while start < len(todo):
+                end = start + 1
+                while (
+                    end < len(todo) and end - start < batch_size and bucket(todo[end]) == bucket(todo[start])
+                ):
+                    end += 1
+                batch = todo[start:end]
+                for item, row in zip(batch, measure_batch(batch), strict=True):
+                    row["id"] = item_id(item)
+                    row["config_fingerprint"] = config_fingerprint
+                    writer.write(row)
+                    bar.update()
+                start = end
     by_id = {r["id"]: r for r in read_jsonl(path)}
     return [by_id[item_id(it)] for it in items if item_id(it) in by_id]
 

@@ -35,7 +35,7 @@ from visdepth.interventions.hooks import greedy_generate
 from visdepth.interventions.substitute import SPLICE_SCOPE, capture_prefill_states, substituted_generate
 from visdepth.metrics import output as om
 from visdepth.models import VLMAdapter, load
-from visdepth.results.io import read_jsonl, set_seed
+from visdepth.results.io import set_seed
 from visdepth.results.meta import RunMeta, run_metadata
 from visdepth.tasks import Task, get_task
 
@@ -276,31 +276,12 @@ def _measure_all(
     path: Path,
 ) -> list[dict[str, Any]]:
     """Rows of every sample; the ones not yet in ``path`` are measured in batches and appended one by one."""
-    # batches are planned over the samples still missing, so a resumed run measures exactly what an uninterrupted
-    # one would have measured in its remaining batches (resumable_rows then checks the file's configuration)
-    done = {str(r.get("id")) for r in read_jsonl(path)} if path.exists() else set()
-    todo = [s for s in samples if str(s.id) not in done]
-    batch_of = {}
-    for start in range(0, len(todo), config.batch_size):
-        chunk = todo[start : start + config.batch_size]
-        for s in chunk:
-            batch_of[s.id] = chunk
-    pending: dict[Any, dict[str, Any]] = {}
-
-    def measure(sample: Sample) -> dict[str, Any]:
-        # resumable_rows asks sample by sample, in the order of ``todo``: the first sample of a batch measures the
-        # whole batch, the others take their finished rows
-        if sample.id not in pending:
-            chunk = batch_of[sample.id]
-            rows = measure_batch(adapter, task, chunk, config, layers, encoder)
-            pending.update({s.id: r for s, r in zip(chunk, rows, strict=True)})
-        return pending.pop(sample.id)
-
     return common.resumable_rows(
         path,
         samples,
-        measure,
         config_fingerprint=config.fingerprint(),
+        measure_batch=lambda chunk: measure_batch(adapter, task, chunk, config, layers, encoder),
+        batch_size=config.batch_size,
         label="swap",
         progress=config.progress,
     )

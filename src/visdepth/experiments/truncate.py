@@ -40,7 +40,7 @@ from visdepth.interventions.truncate import truncated_generate, truncated_logits
 from visdepth.metrics import output as om
 from visdepth.models import VLMAdapter, load
 from visdepth.models.base import ModelInputs
-from visdepth.results.io import read_jsonl, set_seed
+from visdepth.results.io import set_seed
 from visdepth.results.meta import RunMeta, run_metadata
 from visdepth.tasks import Task, get_task, score_names
 
@@ -395,34 +395,6 @@ def generation_readings(
     return out
 
 
-class Batcher:
-    """Serves :func:`~visdepth.experiments.common.resumable_rows` one item at a time while measuring a batch of
-    like items at once: items that share a task, role and kind, and are not already done."""
-
-    def __init__(
-        self,
-        items: list[Item],
-        batch_size: int,
-        measure: Callable[[list[Item]], list[dict[str, Any]]],
-        done: set[str],
-    ):
-        self.items, self.batch_size, self.measure, self.done = items, batch_size, measure, done
-        self.position = {it.id: i for i, it in enumerate(items)}
-        self.ready: dict[str, dict[str, Any]] = {}
-
-    def __call__(self, item: Item) -> dict[str, Any]:
-        if item.id not in self.ready:
-            batch = [item]
-            for other in self.items[self.position[item.id] + 1 :]:
-                if len(batch) == self.batch_size or other.bucket != item.bucket:
-                    break
-                if other.id not in self.done:
-                    batch.append(other)
-            for it, row in zip(batch, self.measure(batch), strict=True):
-                self.ready[it.id] = row
-        return self.ready.pop(item.id)
-
-
 def _items(name: str, task: Task, samples: list[Sample], role: Literal["eval", "calibration"]) -> list[Item]:
     return [Item(name, role, kind, s) for kind, group in task.group(samples).items() for s in group]
 
@@ -666,10 +638,6 @@ def run_dir(config: TruncateConfig, adapter_name: str) -> Path:
     return common.run_dir(config.output_path, adapter_name, f"truncate-{config.mode}")
 
 
-def _done_ids(path: Path) -> set[str]:
-    return {str(r.get("id")) for r in read_jsonl(path)} if path.exists() else set()
-
-
 def run(config: TruncateConfig, adapter: VLMAdapter | None = None) -> TruncateResult:
     """Run RQ3 on a model and tasks; writes results.json, samples.jsonl and figures under the output path."""
     set_seed(config.seed)
@@ -694,12 +662,14 @@ def run(config: TruncateConfig, adapter: VLMAdapter | None = None) -> TruncateRe
     out.mkdir(parents=True, exist_ok=True)
     path = out / "samples.jsonl"
     ctx = Context(adapter, config, tasks, cuts)
-    batcher = Batcher(items, config.batch_size, lambda batch: measure_batch(ctx, batch), _done_ids(path))
     all_rows = common.resumable_rows(
         path,
         items,
-        batcher,
         config_fingerprint=config.fingerprint(),
+        # like items (task, role, kind) share a batch
+        measure_batch=lambda batch: measure_batch(ctx, batch),
+        batch_size=config.batch_size,
+        bucket=lambda item: item.bucket,
         label="truncate",
         progress=config.progress,
     )
