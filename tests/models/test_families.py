@@ -95,19 +95,22 @@ def test_tiny_models_are_seeded():
 @pytest.mark.parametrize("name", TINY)
 def test_no_weight_matrix_is_all_zeros(name):
     """transformers zero-initialises some weights that a checkpoint always overwrites (Gemma 3's multimodal
-    projection, InternVL's position embeddings); a tiny model draws them, or its images would carry nothing (Gemma 3)
-    or no patch positions (InternVL).
+    projection, InternVL's position embeddings); a tiny model and the random-init twin of any model draw them, or
+    their images would carry nothing (Gemma 3) or no patch positions (InternVL).
 
     Only tensors of two or more dimensions are checked: zero biases are the usual init, and so are zero norm
     weights in Gemma, whose norms scale by ``1 + weight``.
     """
     adapter = tiny(name)
-    zeros = [
-        key
-        for key, param in adapter.model.named_parameters()
-        if param.dim() >= 2 and not bool(param.detach().ne(0).any())
-    ]
-    assert zeros == []
+    twin = adapter.random_twin(seed=5)
+    for model in (adapter.model, twin.model):
+        zeros = [
+            key
+            for key, param in model.named_parameters()
+            if param.dim() >= 2 and not bool(param.detach().ne(0).any())
+        ]
+        assert zeros == []
+    assert not torch.equal(next(adapter.model.parameters()), next(twin.model.parameters()))
 
 
 # ---------------------------------------------------------------------------------------------------------- loading

@@ -340,7 +340,9 @@ def choices(config: DynamicsConfig) -> dict[str, Any]:
         },
         "similarity": "cka_prev: linear CKA (Kornblith 2019) between a group's states at l-1 and l; "
         "cos_prev: mean cosine of each token's states at l-1 and l",
-        "baseline": "random-init twin (same config and processor, weights drawn with seed + 1)"
+        "baseline": "random-init twin (same config and processor, weights drawn with seed + 1 by transformers' "
+        "init, except weights it zero-initialises that carry signal, such as Gemma 3's image projection, drawn "
+        "from N(0, initializer_range): VLMAdapter.zero_init_redraw)"
         if config.baseline
         else None,
         "prompt_format": "chat template" if config.chat else "raw prompt with image placeholders first",

@@ -341,12 +341,28 @@ class VLMAdapter:
         args = [parts.get(name) for name in processor_cls.get_attributes()]
         return build_processor(lambda: processor_cls.from_args_and_dict(args, settings, **overrides))
 
+    @classmethod
+    def zero_init_redraw(cls, config: Any) -> dict[str, float]:
+        """Parameters that transformers initialises to zeros but that carry signal, with the std to draw them from.
+
+        A checkpoint always overwrites them, so the zeros only show in a model built from its config: a tiny
+        model, or the random-init twin, whose images would otherwise carry nothing (Gemma 3's projection) or no
+        position (InternVL's patch embeddings). Families with such weights override this.
+        """
+        return {}
+
     def random_twin(self, seed: int = 0) -> VLMAdapter:
         """The same architecture and processor with freshly initialised weights: the baseline that tells learnt
-        structure from what the architecture alone produces."""
+        structure from what the architecture alone produces.
+
+        Weights follow transformers' init, except those of :meth:`zero_init_redraw`, drawn from N(0, std) so that
+        the twin's image tokens carry its (random) image features as every other family's do.
+        """
         from visdepth.models.tiny import seeded_init
 
-        twin = seeded_init(type(self.model), self.config, seed).to(device=self.device, dtype=self.dtype)
+        redraw = self.zero_init_redraw(self.config)
+        twin = seeded_init(type(self.model), self.config, seed, redraw=redraw)
+        twin = twin.to(device=self.device, dtype=self.dtype)
         return type(self)(twin, self.processor, f"{self.name} (random init)")
 
     @classmethod

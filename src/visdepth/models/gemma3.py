@@ -12,6 +12,8 @@ Gemma 3 text checkpoints (``gemma3_text``, ``Gemma3ForCausalLM``) have no vision
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from visdepth.models import tiny
@@ -73,6 +75,12 @@ class Gemma3Adapter(VLMAdapter):
         return tensors
 
     @classmethod
+    def zero_init_redraw(cls, config: Any) -> dict[str, float]:
+        # transformers initialises the multimodal projection to zeros (a checkpoint always overwrites it), which
+        # would make every image embedding zero
+        return {"model.multi_modal_projector.mm_input_projection_weight": config.initializer_range}
+
+    @classmethod
     def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:
         from transformers import (
             Gemma3Config,
@@ -122,10 +130,9 @@ class Gemma3Adapter(VLMAdapter):
             image_token_index=tiny.token_id(tokenizer, IMAGE),
             tie_word_embeddings=False,
         )
-        # transformers initialises the multimodal projection to zeros (a checkpoint always overwrites it), which
-        # would make every image embedding zero: draw it like the other weights, so that images carry content
-        projection = {"model.multi_modal_projector.mm_input_projection_weight": config.initializer_range}
-        model = tiny.seeded_init(Gemma3ForConditionalGeneration, config, seed, redraw=projection)
+        model = tiny.seeded_init(
+            Gemma3ForConditionalGeneration, config, seed, redraw=cls.zero_init_redraw(config)
+        )
         image_processor = Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size})
         processor = Gemma3Processor(
             image_processor=image_processor,

@@ -8,6 +8,8 @@ is the transformers-5 default.
 
 from __future__ import annotations
 
+from typing import Any
+
 from visdepth.models import tiny
 from visdepth.models.base import VLMAdapter
 from visdepth.models.registry import register
@@ -31,6 +33,13 @@ class InternVLAdapter(VLMAdapter):
         return ids
 
     # ------------------------------------------------------------------ construction
+    @classmethod
+    def zero_init_redraw(cls, config: Any) -> dict[str, float]:
+        # transformers initialises the vision tower's position embeddings (and CLS token) to zeros, which would
+        # leave the encoder blind to where a patch is
+        std = config.vision_config.initializer_range
+        return {f"model.vision_tower.embeddings.{n}": std for n in ("cls_token", "position_embeddings")}
+
     @classmethod
     def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:
         from transformers import (
@@ -74,13 +83,9 @@ class InternVLAdapter(VLMAdapter):
             downsample_ratio=ratio,
             tie_word_embeddings=False,
         )
-        # transformers initialises the vision tower's position embeddings (and CLS token) to zeros, which would
-        # leave the tiny encoder blind to where a patch is: draw them like the other weights
-        embeddings = {
-            f"model.vision_tower.embeddings.{name}": vision.initializer_range
-            for name in ("cls_token", "position_embeddings")
-        }
-        model = tiny.seeded_init(InternVLForConditionalGeneration, config, seed, redraw=embeddings)
+        model = tiny.seeded_init(
+            InternVLForConditionalGeneration, config, seed, redraw=cls.zero_init_redraw(config)
+        )
         image_processor = GotOcr2ImageProcessorPil(
             size={"height": tile, "width": tile}, crop_to_patches=True, min_patches=1, max_patches=2
         )
