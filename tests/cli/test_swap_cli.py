@@ -53,7 +53,18 @@ def test_bad_layers(tmp_path, layers, expected):
 
 def test_unknown_group(tmp_path):
     line = _one_line_error(_swap(tmp_path, "--groups", "image,pixels"))
-    assert "'pixels'" in line and "image and/or text" in line
+    assert "'pixels'" in line and "image, text (the control) and text_matched" in line
+
+
+def test_groups_default_includes_the_size_matched_control():
+    import inspect
+
+    from visdepth.cli.swap import command
+
+    assert inspect.signature(command).parameters["groups"].default == "image,text,text_matched"
+    result = runner.invoke(app, ["swap", "--help"], env={"COLUMNS": "200"})  # one line per help text
+    assert result.exit_code == 0, result.output
+    assert "default: image,text,text_matched" in result.output and "image group" in result.output
 
 
 def test_empty_data_set(tmp_path):

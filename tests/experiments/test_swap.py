@@ -10,8 +10,13 @@ import pytest
 from tests.conftest import tiny
 from visdepth.errors import ConfigError
 from visdepth.experiments import swap
-from visdepth.experiments.swap import SwapConfig, distance_curve, resolve_layers, run, run_dir
-from visdepth.interventions.substitute import capture_prefill_states, substituted_logits
+from visdepth.experiments.swap import GROUPS, SwapConfig, distance_curve, resolve_layers, run, run_dir
+from visdepth.interventions.substitute import (
+    capture_prefill_states,
+    matched_text_mask,
+    sample_seed,
+    substituted_logits,
+)
 from visdepth.metrics.output import kl_divergence
 from visdepth.results.io import read_jsonl
 from visdepth.tasks import get_task
@@ -49,8 +54,9 @@ def test_diagonal_is_the_identity(finished):
     _, result, rows = finished
     n = len(result.layers)
     assert result.layers == [0, 2, 4] and len(rows) == 3
+    assert result.groups == ["image", "text", "text_matched"] == list(GROUPS)  # the default
     for row in rows:
-        for group in ("image", "text"):
+        for group in GROUPS:
             metrics, texts = row["metrics"][group], row["texts"][group]
             for i in range(n):
                 assert metrics["first_token"][i][i] == 1.0
@@ -62,7 +68,7 @@ def test_diagonal_is_the_identity(finished):
 
 def test_off_diagonal_moves_the_output(finished):
     _, result, rows = finished
-    for group in ("image", "text"):
+    for group in GROUPS:
         kl = np.array([r["metrics"][group]["kl"] for r in rows])  # (samples, n, n)
         off = ~np.eye(kl.shape[1], dtype=bool)
         assert kl[:, off].max() > 1e-4, group
@@ -77,7 +83,8 @@ def test_results_file_and_shapes(finished):
     data = json.loads((folder / "results.json").read_text())
     n = len(result.layers)
     assert data["num_samples"] == 3 and data["depth"] == [0.0, 0.5, 1.0]
-    for group in ("image", "text"):
+    assert data["groups"] == ["image", "text", "text_matched"]
+    for group in GROUPS:
         for metric in ("first_token", "kl", "agreement", "identical"):
             assert np.array(data["matrices"][group][metric], dtype=float).shape == (n, n)
         curve = data["curves"][group]["kl"]
@@ -86,6 +93,10 @@ def test_results_file_and_shapes(finished):
     choices = data["meta"]["choices"]
     assert choices["splice_scope"] == "prefill" and "KL(p_full || p_swapped)" in choices["kl"]
     assert choices["similarity"] is None and data["task"]["task"] == "photos"
+    assert "last prompt position" in choices["groups"]["text_matched"]
+    assert "sample id" in choices["groups"]["text_matched"] and "seed=0" in choices["text_matched_seed"]
+    # the size-matched control swaps as many positions as the image group, far fewer than the whole text
+    assert data["tokens"]["text_matched"] == data["tokens"]["image"] < data["tokens"]["text"]
     for name in ("heatmap_kl", "heatmap_first_token", "distance"):
         assert (folder / "figures" / f"{name}.png").stat().st_size > 10_000
         assert f"figures/{name}.png" in data["files"].values()
@@ -103,13 +114,38 @@ def test_kl_is_the_spliced_prefill_at_the_last_position(finished):
     states = capture_prefill_states(adapter, inputs)
     layers = result.layers
     full = substituted_logits(adapter, inputs, states, 0, 0)[:, -1]
-    for group in ("image", "text"):
+    seeds = [sample_seed(0, row["id"])]
+    for group in GROUPS:
         swapped = substituted_logits(
-            adapter, inputs, states, layers[0], layers[1], group, exclude_special=True
+            adapter, inputs, states, layers[0], layers[1], group, exclude_special=True, seeds=seeds
         )
         swapped = swapped[:, -1]
         expected = float(kl_divergence(full, swapped)[0])
         assert row["metrics"][group]["kl"][0][1] == pytest.approx(expected, rel=1e-3, abs=1e-7)
+    # the recorded token counts are those of the swapped masks
+    matched = matched_text_mask(inputs, exclude_special=True, seeds=seeds)
+    assert row["tokens"]["text_matched"] == int(matched.sum()) == int(inputs.image_mask.sum())
+    assert not matched[0, -1]
+
+
+def test_size_matched_control_does_not_depend_on_batching(tmp_path, finished):
+    """All three samples in one batch (rows 0..2) give the rows measured in batches of two (rows 0, 1 and 0):
+    the subset of a sample comes from its id and the seed, not from its place in a batch."""
+    _, _, reference = finished
+    config = _config(tmp_path, batch_size=3, groups=("text_matched",))
+    batched = run(config, tiny(MODEL))
+    rows = read_jsonl(run_dir(config, MODEL) / "samples.jsonl")
+    assert [r["id"] for r in rows] == [r["id"] for r in reference]
+    for row, ref in zip(rows, reference, strict=True):
+        assert row["tokens"]["text_matched"] == ref["tokens"]["text_matched"]
+        assert row["texts"]["text_matched"] == ref["texts"]["text_matched"]
+        got, want = row["metrics"]["text_matched"], ref["metrics"]["text_matched"]
+        assert got["first_token"] == want["first_token"]
+        np.testing.assert_allclose(got["kl"], want["kl"], rtol=1e-3, atol=1e-6)
+    # another seed draws other subsets, so the numbers move
+    other = run(_config(tmp_path / "seed1", batch_size=3, groups=("text_matched",), seed=1), tiny(MODEL))
+    moved = np.array(other.matrices["text_matched"]["kl"]) - np.array(batched.matrices["text_matched"]["kl"])
+    assert np.abs(moved).max() > 1e-6
 
 
 def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch, finished):
@@ -168,8 +204,9 @@ def test_layer_grid():
     for bad in ("stride:0", "stride:x", "0;2", "first"):
         with pytest.raises(ConfigError, match="--layers"):
             resolve_layers(bad, 4)
-    with pytest.raises(ConfigError, match="unknown group 'pixels'"):
+    with pytest.raises(ConfigError, match="unknown group 'pixels'.*text_matched"):
         swap.check_groups(["image", "pixels"])
+    assert swap.check_groups(["text_matched", "image", "text_matched"]) == ["text_matched", "image"]
 
 
 def test_distance_curve_splits_directions():

@@ -40,8 +40,13 @@ def command(
         str, typer.Option(help="depths of the grid: all (0..L), a list such as 0,2,4, or stride:2 (L kept).")
     ] = "all",
     groups: Annotated[
-        str, typer.Option(help="token groups to swap: image, text (the control), or both: image,text.")
-    ] = "image,text",
+        str,
+        typer.Option(
+            help="token groups to swap, comma-separated: image, text (the control: every text token) and "
+            "text_matched (the fairer control: a seeded random text subset as large as the image group, "
+            "never the last prompt token)."
+        ),
+    ] = "image,text,text_matched",
     max_new_tokens: Annotated[
         int | None,
         typer.Option("--max_new_tokens", "--max-new-tokens", help="generation budget (default: the task's)."),

@@ -1,15 +1,16 @@
 """RQ2, interchangeability: does it matter from which depth the image tokens' states come?
 
 For every pair ``(l_a, l_b)`` of a grid of depths, the layers above ``l_b`` run on a hybrid input: the swapped
-group's positions (image, or text as the control) hold their layer-``l_a`` states, every other position its
-layer-``l_b`` states (:mod:`visdepth.interventions.substitute`), and greedy generation continues from that
-prefill. Each output is compared with the unmodified model's: first-token agreement, KL of the first next-token
-distribution, semantic similarity of the generated texts, and the task's own ``compare`` scores.
+group's positions (image; text as the control; or ``text_matched``, a per-sample random text subset as large as the
+image group that leaves the last prompt position alone, the fairer control) hold their layer-``l_a`` states, every
+other position its layer-``l_b`` states (:mod:`visdepth.interventions.substitute`), and greedy generation continues
+from that prefill. Each output is compared with the unmodified model's: first-token agreement, KL of the first
+next-token distribution, semantic similarity of the generated texts, and the task's own ``compare`` scores.
 
-Cost: one state capture and one unmodified generation per batch of samples, then one spliced generation per
-pair and group, ``2 (len(layers))^2`` in all. The KL comes from the first step's logits of those same
-generations (the spliced prefill), so no extra forward pass is needed. The diagonal ``l_a = l_b`` is computed
-too rather than assumed: it must reproduce the unmodified model, and the result records whether it did.
+Cost: one state capture and one unmodified generation per batch of samples, then one spliced generation per pair and
+group, ``len(groups) (len(layers))^2`` in all (three groups by default). The KL comes from the first step's logits
+of those same generations (the spliced prefill), so no extra forward pass is needed. The diagonal ``l_a = l_b`` is
+computed too rather than assumed: it must reproduce the unmodified model, and the result records whether it did.
 
 One JSONL row per sample holds its matrices (rows ``l_a``, columns ``l_b``); the summary (means over samples,
 and curves against the distance ``|l_a - l_b|``) is recomputed from the rows, so a killed run resumes.
@@ -32,14 +33,23 @@ from visdepth.errors import ConfigError
 from visdepth.experiments import common
 from visdepth.experiments.common import fingerprint
 from visdepth.interventions.hooks import greedy_generate
-from visdepth.interventions.substitute import SPLICE_SCOPE, capture_prefill_states, substituted_generate
+from visdepth.interventions.substitute import (
+    GROUP_NAMES,
+    MATCHED_TEXT_RULE,
+    SPLICE_SCOPE,
+    capture_prefill_states,
+    group_mask,
+    sample_seed,
+    substituted_generate,
+)
 from visdepth.metrics import output as om
 from visdepth.models import VLMAdapter, load
 from visdepth.results.io import set_seed
 from visdepth.results.meta import RunMeta, run_metadata
 from visdepth.tasks import Task, get_task
 
-GROUPS = ("image", "text")
+#: the default groups: the paper's image swap, the whole-text control and the size-matched text control
+GROUPS = GROUP_NAMES
 #: the metrics every run has; the task's ``compare`` adds its own (agreement, identical, rougeL, bleu ...)
 MAIN_METRICS = ("similarity", "first_token", "kl")
 METRIC_LABELS = {
@@ -76,7 +86,10 @@ class SwapConfig(common.ExperimentConfig):
     layers: str | list[int] = Field(
         default="all", description="the grid of depths: 'all' (0..L), a list, '0,2,4', or 'stride:k' (L kept)"
     )
-    groups: tuple[str, ...] = GROUPS
+    groups: tuple[str, ...] = Field(
+        default=GROUPS,
+        description="token groups to swap: image, text (control), text_matched (size-matched control)",
+    )
     max_new_tokens: int | None = Field(
         default=None, description="generation budget; None: the task's per kind"
     )
@@ -171,10 +184,13 @@ def resolve_layers(spec: str | Sequence[int], num_layers: int) -> list[int]:
 
 
 def check_groups(groups: Sequence[str]) -> list[str]:
-    unknown = [g for g in groups if g not in GROUPS]
+    unknown = [g for g in groups if g not in GROUP_NAMES]
     if unknown or not groups:
         shown = repr(unknown[0]) if unknown else "none"
-        raise ConfigError(f"unknown group {shown} in --groups; use image and/or text (the control).")
+        raise ConfigError(
+            f"unknown group {shown} in --groups; use any of image, text (the control) and text_matched "
+            "(the size-matched control)."
+        )
     return list(dict.fromkeys(groups))
 
 
@@ -211,6 +227,8 @@ def measure_batch(
     full_first, full.logits = full.logits[:, 0].clone(), None
     full_text = _decode(adapter, full.tokens, budgets)
     groups = check_groups(config.groups)
+    # the text_matched subset of a sample depends on the run's seed and its id only, never on its batch
+    seeds = [sample_seed(config.seed, s.id) for s in samples]
     n = len(layers)
     # (group, sample, i, j) -> (first-token agreement, KL, text)
     cells: dict[tuple[str, int, int, int], tuple[float, float, str]] = {}
@@ -226,6 +244,7 @@ def measure_batch(
             steps,
             exclude_special=config.exclude_special,
             output_logits=True,
+            seeds=seeds,
         )
         kl = om.kl_divergence(full_first, gen.logits[:, 0]).tolist()
         gen.logits = None  # every step's logits (batch x steps x vocab) are large; only the first was needed
@@ -236,6 +255,11 @@ def measure_batch(
     if encoder is not None:
         # one batched encoding of every text fills the encoder's cache, so compare() below only looks texts up
         encoder.encode(list({text for _, _, text in cells.values()} | set(full_text)))
+    # swapped positions per sample; image and text are always recorded, text_matched when it is run
+    counts = {
+        g: group_mask(inputs, g, config.exclude_special, seeds).sum(dim=1).tolist()
+        for g in dict.fromkeys(["image", "text", *groups])
+    }
     rows = []
     for s, sample in enumerate(samples):
         row: dict[str, Any] = {
@@ -243,10 +267,7 @@ def measure_batch(
             "max_new_tokens": budgets[s],
             "layers": list(layers),
             "full_text": full_text[s],
-            "tokens": {
-                "image": int(inputs.image_mask[s].sum()),
-                "text": int(inputs.text_mask(config.exclude_special)[s].sum()),
-            },
+            "tokens": {g: int(counts[g][s]) for g in counts},
             "metrics": {},
             "texts": {},
         }
@@ -373,7 +394,10 @@ def choices(config: SwapConfig, encoder: om.SentenceEncoder | None) -> dict[str,
             "text": "prompt tokens minus image, padding"
             + (" and special tokens" if config.exclude_special else "")
             + " (the control)",
+            "text_matched": MATCHED_TEXT_RULE + " (the size-matched control)",
         },
+        "text_matched_seed": f"sample_seed(seed={config.seed}, sample id) = SHA-256 of '<seed>:<id>', first 8 "
+        "bytes little-endian, masked to 63 bits",
         "decoding": "greedy; the image placeholder token is suppressed",
         "max_new_tokens": config.max_new_tokens or "task budget per sample kind",
         "kl": "KL(p_full || p_swapped) in nats of the first generated token's distribution, from the raw float32 "

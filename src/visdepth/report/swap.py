@@ -1,8 +1,9 @@
 """Figures for RQ2: heatmaps over the (l_a, l_b) grid and curves against the depth gap |l_a - l_b| / L.
 
-One heatmap file per main metric, a panel per group on a shared colour scale so image and text (the control)
-compare at a glance; depth axes read l/L so models of different depth look alike. The curve figure overlays
-the groups; thin dashed and dotted lines split each curve by direction (swapped states from below or above).
+One heatmap file per main metric, a panel per group on a shared colour scale so image, text (the control) and
+text_matched (the size-matched control) compare at a glance; depth axes read l/L so models of different depth look
+alike. The curve figure overlays the groups; thin dashed and dotted lines split each curve by direction (swapped
+states from below or above).
 """
 
 from __future__ import annotations
@@ -16,11 +17,19 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from visdepth.report.dynamics import COLOURS  # noqa: E402  (image/text colours shared by every figure)
+from visdepth.report.dynamics import COLOURS as SHARED_COLOURS  # noqa: E402  (image/text colours of every figure)
 
 if TYPE_CHECKING:  # pragma: no cover
     from visdepth.experiments.swap import SwapResult
 
+#: the size-matched control is a text group, drawn in a warm colour next to the shared image/text ones
+COLOURS = {**SHARED_COLOURS, "text_matched": "#edae49"}
+#: how each group is named in titles and legends
+GROUP_LABELS = {
+    "image": "image tokens",
+    "text": "text tokens",
+    "text_matched": "size-matched text tokens",
+}
 HEATMAP_METRICS = ("similarity", "first_token", "kl")
 CURVE_METRICS = ("similarity", "first_token", "kl")
 #: bounded scores share a fixed 0..1 scale; KL is scaled to its largest value
@@ -40,6 +49,12 @@ def _ticks(ax, depth: list[float]) -> None:
     labels = [f"{depth[i]:.2f}" for i in idx]
     ax.set_xticks(idx, labels, rotation=45 if n > 6 else 0)
     ax.set_yticks(idx, labels)
+
+
+def group_label(result: SwapResult, group: str) -> str:
+    """``'<group> swapped (~n/sample)'`` for titles and legends."""
+    n = result.tokens.get(group)
+    return f"{GROUP_LABELS.get(group, group)} swapped" + (f" (~{n:.0f}/sample)" if n is not None else "")
 
 
 def _heatmap(result: SwapResult, metric: str, folder: Path) -> Path:
@@ -70,7 +85,7 @@ def _heatmap(result: SwapResult, metric: str, folder: Path) -> Path:
                         )  # fmt: skip
         _ticks(ax, result.depth)
         ax.set_xlabel("$l_b / L$  (depth of every other position)")
-        ax.set_title(f"{group} tokens swapped", fontsize=10, color=COLOURS.get(group, "black"))
+        ax.set_title(group_label(result, group), fontsize=10, color=COLOURS.get(group, "black"))
     axes[0][0].set_ylabel("$l_a / L$  (depth of the swapped states)")
     bar = fig.colorbar(image, ax=list(axes[0]), shrink=0.85, pad=0.02)
     bar.set_label(METRIC_LABELS.get(metric, metric))
@@ -96,9 +111,8 @@ def _curves(result: SwapResult, metrics: list[str], folder: Path) -> Path:
                 continue
             x = np.array(curve.relative)
             colour = COLOURS.get(group, "black")
-            ax.plot(
-                x, _matrix([curve.all])[0], color=colour, lw=2, marker="o", ms=3.5, label=f"{group} swapped"
-            )
+            label = group_label(result, group)
+            ax.plot(x, _matrix([curve.all])[0], color=colour, lw=2, marker="o", ms=3.5, label=label)
             ax.plot(x, _matrix([curve.a_below_b])[0], color=colour, lw=1, ls="--", alpha=0.7)
             ax.plot(x, _matrix([curve.a_above_b])[0], color=colour, lw=1, ls=":", alpha=0.7)
         ax.set_xlabel("depth gap $|l_a - l_b| / L$")
@@ -113,13 +127,15 @@ def _curves(result: SwapResult, metrics: list[str], folder: Path) -> Path:
     handles, labels = axes[0][0].get_legend_handles_labels()
     handles += [Line2D([], [], color="grey", ls="--", lw=1), Line2D([], [], color="grey", ls=":", lw=1)]
     labels += ["$l_a < l_b$ (states from below)", "$l_a > l_b$ (states from above)"]
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=8)
+    # one row while it fits; three groups and the two direction styles go on two rows
+    ncol = len(labels) if len(labels) <= 4 else (len(labels) + 1) // 2
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, fontsize=8)
     fig.suptitle(
         f"{result.model['name']} · L = {result.num_layers} · {result.num_samples} samples "
         "(mean over samples and pairs)",
         fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.08 if ncol == len(labels) else 0.13, 1, 0.95))
     path = folder / "distance.png"
     fig.savefig(path)
     plt.close(fig)
