@@ -115,3 +115,33 @@ def test_plain_transformers_load_and_save_round_trip(adapter, tmp_path):
         with torch.no_grad():
             logits = model(**tensors).logits
         assert torch.equal(logits, ref)
+
+
+def test_training_batches_are_length_bucketed_and_seeded():
+    """Stage 2 serves every drawn sample once per pool, in batches of similar length, in a seeded order."""
+    import random
+
+    from visdepth.reference import train
+
+    tokenizer = recipe.build_tokenizer()
+    processor = recipe.build_processor(tokenizer)
+
+    def stream():
+        return shapes.iter_samples("train", seed=0, qtypes=train.TRAIN_QTYPES)
+
+    def first_pool(seed):
+        batches = train.bucketed_batches(stream(), 8, 4, random.Random(seed), tokenizer, processor)
+        return [next(batches) for _ in range(4)]
+
+    pool = first_pool(0)
+    plain = stream()
+    assert sorted(s.id for b in pool for s in b) == sorted(next(plain).id for _ in range(32))
+    spans = sorted(
+        (min(lengths), max(lengths))
+        for lengths in ([train.sample_length(s, tokenizer, processor) for s in b] for b in pool)
+    )
+    # sorted by length: batches do not interleave
+    assert all(hi <= lo for (_, hi), (lo, _) in zip(spans, spans[1:], strict=False))
+    assert spans[0][1] < spans[-1][0]  # one-word answers and chains of thought are batched apart
+    assert pool == first_pool(0)
+    assert [b[0].id for b in pool] != [b[0].id for b in first_pool(1)]
