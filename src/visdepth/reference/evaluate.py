@@ -149,10 +149,27 @@ def evaluate(
 ) -> dict[str, Any]:
     """All conditions on the test split (first ``limit`` samples); ``model`` is a name, a path or an adapter."""
     import visdepth
+    from visdepth.results.meta import run_metadata
 
     adapter = visdepth.load(model, device="cpu", dtype="float32") if isinstance(model, str) else model
     test = shapes.samples("test", seed=seed)[:limit]
-    result: dict[str, Any] = {"model": adapter.name, "split": "test", "seed": seed, "n": len(test)}
+    config = {"model": adapter.name, "limit": limit, "conditions": list(conditions), "batch_size": batch_size}
+    choices = {
+        "decoding": "greedy",
+        "max_new_tokens": MAX_NEW_TOKENS,
+        "answer_normalisation": "lower case, spaces collapsed, surrounding punctuation stripped",
+        "single_token_group": "single-token and multiple-choice samples together",
+        "conditions": "blank: every image an empty white canvas; no_image: image tokens removed, no pixels",
+        "majority": "most frequent answer of each question type over 4000 train samples",
+    }
+    meta = run_metadata(config, choices, seed=seed, device=adapter.device, dtype=adapter.dtype)
+    result: dict[str, Any] = {
+        "meta": meta.model_dump(mode="json"),
+        "model": adapter.name,
+        "split": "test",
+        "seed": seed,
+        "n": len(test),
+    }
     for condition in conditions:
         t0 = time.time()
         preds = generate(adapter, test, condition, batch_size)
@@ -162,6 +179,7 @@ def evaluate(
             for s, p in list(zip(test, preds, strict=True))[: len(shapes.QTYPES)]
         ]
     result["majority"] = majority_baseline(test, seed=seed)
+    result["meta"] = meta.finish().model_dump(mode="json")
     return result
 
 

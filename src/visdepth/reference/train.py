@@ -274,7 +274,10 @@ def main(argv: list[str] | None = None) -> None:
     log = out / "training_log.jsonl"
     log.unlink(missing_ok=True)
     start = time.time()
-    _log(log, {"args": vars(args), "torch": torch.__version__})
+    from visdepth.results.meta import package_versions, visdepth_version
+
+    versions = {"visdepth": visdepth_version(), **package_versions()}
+    _log(log, {"args": vars(args), "versions": versions, "train_qtypes": list(TRAIN_QTYPES)})
 
     tokenizer = recipe.build_tokenizer()
     processor = recipe.build_processor(tokenizer)
