@@ -20,11 +20,13 @@ def test_truncate_writes_results_and_figures(tmp_path):
     result = _invoke(
         "--model", "tiny:llava", "--tasks", "photos", "--limit", "4", "--cut", "0,2", "--max_new_tokens", "4",
         "--timing", "--timing_repeats", "1", "--batch_size", "2", "--output_path", str(tmp_path), "--no-progress",
+        "--pick-rule", "first",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     (path,) = tmp_path.glob("*/truncate-drop/results.json")
     data = json.loads(path.read_text())
     assert data["cuts"] == [0, 2, 4]
+    assert data["pick_rule"] == "first" and data["meta"]["choices"]["pick_rule"]["name"] == "first"
     photos = data["tasks"]["photos"]
     assert set(photos["kinds"]) == {"single_token", "multiple_choice", "exact_match", "caption"}
     # captions are compared with the sentence encoder
@@ -57,6 +59,8 @@ def unanswered(tmp_path) -> str:
         (["--mode", "fast"], "use 'mask'"),
         (["--budget", "0"], "outside (0, 1]"),
         (["--budget", "1.5"], "outside (0, 1]"),
+        (["--pick_rule", "best"], "use stable, first"),
+        (["--pick-rule", "Stable"], "--pick_rule 'Stable' is unknown"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, unanswered, args, fix):

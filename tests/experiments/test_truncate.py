@@ -1,17 +1,18 @@
 """RQ3 end to end on a tiny model: the full cut is the unmodified model, the sweep equals per-cut truncation,
-drop equals mask, the depth picks, resuming after a kill, calibration from a train split."""
+drop equals mask, the depth picks and their pick rule, resuming after a kill, calibration from a train split."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from tests.conftest import tiny
 from visdepth.data import get_dataset, write_manifest
 from visdepth.errors import ConfigError
 from visdepth.experiments import truncate as exp
-from visdepth.experiments.truncate import TruncateConfig, budget_cut, run, run_dir, vtw_cut
+from visdepth.experiments.truncate import FINGERPRINT_KEYS, TruncateConfig, budget_cut, run, run_dir, vtw_cut
 from visdepth.interventions.hooks import greedy_generate, prefill_kwargs
 from visdepth.interventions.truncate import truncated_logits
 from visdepth.metrics import output as om
@@ -81,6 +82,10 @@ def test_results_files_and_compute(drop_run):
     assert summary["calibration"]["source"] == "evaluated samples" and summary["calibration"]["n"] == 3
     assert summary["budget"]["criterion"] == "budget" and summary["vtw"]["criterion"] == "vtw"
     choices = data["meta"]["choices"]
+    # the default pick rule is stable, and results.json says so
+    assert config.pick_rule == "stable" and data["pick_rule"] == "stable"
+    assert data["meta"]["config"]["pick_rule"] == "stable" and choices["pick_rule"]["name"] == "stable"
+    assert "every deeper evaluated cut" in choices["depth_budget"] and "pick_rule stable" in choices["vtw"]
     assert "mask_mode" in choices["compute"] and "prompt_format" in next(iter(choices["prompts"].values()))
     for name in ("quality", "frontier", "kl"):
         assert any(p.stat().st_size > 10_000 for p in (folder / "figures").glob(f"{name}_*.png"))
@@ -207,30 +212,100 @@ def test_calibration_from_the_train_split(tmp_path):
     assert len(cal) == 3 and all(r["id"].startswith("shapes/calibration/shapes-train-") for r in cal)
     expected = [sum(r["kl"][j] for r in cal) / 3 for j in range(3)]
     assert summary.calibration["kl_mean"] == pytest.approx(expected)
-    assert summary.vtw.cut == vtw_cut(result.cuts, expected, config.vtw_threshold)
+    assert summary.vtw.cut == vtw_cut(result.cuts, expected, config.vtw_threshold)[0]
 
 
 def test_budget_cut_picks_the_shallowest_cut_keeping_the_budget():
     cuts = [0, 1, 2, 3, 4]
-    assert budget_cut(cuts, [0.2, 0.5, 0.96, 0.9, 1.0], 0.95) == (2, None)
-    # taken literally: a deeper dip does not move the pick
-    assert budget_cut(cuts, [0.1, 0.97, 0.5, 0.5, 1.0], 0.95)[0] == 1
-    # nothing but the full model reaches the budget
-    assert budget_cut(cuts, [0.0, 0.1, 0.2, 0.9, 1.0], 0.95) == (4, None)
-    assert budget_cut(cuts, [0.0, 0.1, 0.2, 0.9, 1.0], 1.0) == (4, None)
-    # a full model scoring 0 is kept by every cut: the shallowest, with a note
-    cut, note = budget_cut(cuts, [0.0, 0.0, 0.0, 0.0, 0.0], 0.95)
-    assert cut == 0 and "0" in note
-    assert budget_cut(cuts, [None, None, None, None, None], 0.95)[0] is None
-    assert budget_cut(cuts, [None, 0.4, 0.96, 1.0, 1.0], 0.95)[0] == 2
+    for rule in ("stable", "first"):
+        # monotone from the pick on: both rules agree, no note
+        assert budget_cut(cuts, [0.2, 0.5, 0.96, 0.97, 1.0], 0.95, rule) == (2, None)
+        # nothing but the full model reaches the budget
+        assert budget_cut(cuts, [0.0, 0.1, 0.2, 0.9, 1.0], 0.95, rule) == (4, None)
+        assert budget_cut(cuts, [0.0, 0.1, 0.2, 0.9, 1.0], 1.0, rule) == (4, None)
+        # a full model scoring 0 is kept by every cut: the shallowest, with a note
+        cut, note = budget_cut(cuts, [0.0, 0.0, 0.0, 0.0, 0.0], 0.95, rule)
+        assert cut == 0 and "0" in note
+        assert budget_cut(cuts, [None, None, None, None, None], 0.95, rule)[0] is None
+        assert budget_cut(cuts, [None, 0.4, 0.96, 1.0, 1.0], 0.95, rule) == (2, None)
+
+
+def test_budget_cut_on_a_non_monotone_curve_follows_the_pick_rule():
+    cuts = [0, 1, 2, 3, 4]
+    quality = [0.2, 0.96, 0.9, 0.97, 1.0]
+    note = "cut 1 meets the budget but cut 2 does not; stable from cut 3"
+    assert budget_cut(cuts, quality, 0.95, "first") == (1, note)
+    assert budget_cut(cuts, quality, 0.95, "stable") == (3, note)
+    assert budget_cut(cuts, quality, 0.95) == (3, note)  # stable by default
+    # the note names the deepest cut that fails, not the first dip
+    even, dips = [0, 2, 4, 6, 8, 10], [0.1, 0.97, 0.5, 0.96, 0.5, 1.0]
+    note = "cut 2 meets the budget but cut 8 does not; stable from cut 10"
+    assert budget_cut(even, dips, 0.95, "first") == (2, note)
+    assert budget_cut(even, dips, 0.95, "stable") == (10, note)
+    # a cut without a score neither meets the budget nor breaks its stability
+    assert budget_cut(cuts, [0.2, 0.96, None, 0.97, 1.0], 0.95, "stable") == (1, None)
 
 
 def test_vtw_cut_picks_the_shallowest_cut_below_the_threshold():
     cuts = [0, 2, 4, 6]
-    assert vtw_cut(cuts, [1.0, 0.2, 0.04, 0.0], 0.05) == 4
-    assert vtw_cut(cuts, [1.0, 0.05, 0.06, 0.0], 0.05) == 2  # the border counts, literal like the budget
-    assert vtw_cut(cuts, [1.0, 0.5, 0.2, 0.0], 0.0) == 6
-    assert vtw_cut(cuts, [None, None, None, None], 0.05) is None
+    for rule in ("stable", "first"):
+        assert vtw_cut(cuts, [1.0, 0.2, 0.04, 0.0], 0.05, rule) == (4, None)
+        assert vtw_cut(cuts, [1.0, 0.2, 0.05, 0.0], 0.05, rule) == (4, None)  # the border counts
+        assert vtw_cut(cuts, [1.0, 0.5, 0.2, 0.0], 0.0, rule) == (6, None)
+        assert vtw_cut(cuts, [None, None, None, None], 0.05, rule) == (None, None)
+
+
+def test_vtw_cut_on_a_non_monotone_curve_follows_the_pick_rule():
+    cuts = [0, 2, 4, 6]
+    kl = [1.0, 0.05, 0.06, 0.0]
+    note = "cut 2 meets the threshold but cut 4 does not; stable from cut 6"
+    assert vtw_cut(cuts, kl, 0.05, "first") == (2, note)
+    assert vtw_cut(cuts, kl, 0.05, "stable") == (6, note)
+    assert vtw_cut(cuts, kl, 0.05) == (6, note)  # stable by default
+    # the deepest cut fails: the literal pick stands, no cut is stable
+    cut, note = vtw_cut(cuts, [1.0, 0.01, 0.02, 0.3], 0.05, "stable")
+    assert cut is None and note == "cut 2 meets the threshold but cut 6 does not; no cut is stable"
+    assert vtw_cut(cuts, [1.0, 0.01, 0.02, 0.3], 0.05, "first")[0] == 2
+
+
+def test_pick_rule_is_not_part_of_the_row_fingerprint():
+    """Rows are per-sample scores; the picks are recomputed from them, so another rule only re-summarises."""
+    assert "pick_rule" not in FINGERPRINT_KEYS
+    assert TruncateConfig(pick_rule="first").fingerprint() == TruncateConfig().fingerprint()
+    with pytest.raises(ValidationError, match="pick_rule"):
+        TruncateConfig(pick_rule="best")
+
+
+def test_a_resumed_run_re_summarises_with_another_pick_rule(tmp_path, manifest, monkeypatch):
+    """Every row gets a quality and KL curve that dips below the criterion at cut 2 after meeting it at cut 1:
+    both the budget and the VTW pick, per task and per kind, follow the rule, with a note, and no row is
+    measured again."""
+    run(_config(tmp_path, manifest), tiny(MODEL))
+    path = run_dir(_config(tmp_path, manifest), MODEL) / "samples.jsonl"
+    pattern, kl = [0.0, 1.0, 0.0, 1.0, 1.0], [1.0, 0.0, 1.0, 0.0, 0.0]
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        assert len(row["kl"]) == len(pattern)  # tiny:llava has L = 4
+        row["kl"] = kl
+        row["scores"] = [{k: pattern[j] for k in s} for j, s in enumerate(row["scores"])]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(exp, "measure_batch", lambda ctx, items: pytest.fail("a row was measured again"))
+    budget_note = "cut 1 meets the budget but cut 2 does not; stable from cut 3"
+    vtw_note = "cut 1 meets the threshold but cut 2 does not; stable from cut 3"
+    for rule, expected in (("first", 1), ("stable", 3)):
+        config = _config(tmp_path, manifest, pick_rule=rule)
+        result = run(config, tiny(MODEL))
+        (summary,) = result.tasks.values()
+        assert summary.quality == pattern
+        picks = [summary.budget, *(ks.budget for ks in summary.kinds.values())]
+        assert len(picks) == 1 + len(KINDS)
+        assert all(p.cut == expected and p.note == budget_note for p in picks)
+        vtws = [summary.vtw, *(ks.vtw for ks in summary.kinds.values())]
+        assert all(p.cut == expected and p.note == vtw_note for p in vtws)
+        data = json.loads((run_dir(config, MODEL) / "results.json").read_text())
+        assert data["pick_rule"] == rule and data["meta"]["choices"]["pick_rule"]["name"] == rule
+        assert f"pick_rule {rule}" in data["meta"]["choices"]["depth_budget"]
+        assert next(iter(data["tasks"].values()))["budget"]["cut"] == expected
 
 
 @pytest.mark.parametrize(

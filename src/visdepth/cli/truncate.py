@@ -73,6 +73,15 @@ def command(
             "--vtw_threshold", "--vtw-threshold", help="KL (nats) below which VTW's criterion accepts a cut."
         ),
     ] = 0.05,
+    pick_rule: Annotated[
+        str,
+        typer.Option(
+            "--pick_rule",
+            "--pick-rule",
+            help="stable: the shallowest cut from which every deeper cut meets the budget / VTW criterion; "
+            "first: the shallowest cut that meets it.",
+        ),
+    ] = "stable",
     calibration: Annotated[
         int,
         typer.Option(help="samples for VTW's criterion (train split when the task has one, else evaluated)."),
@@ -105,8 +114,10 @@ def command(
     progress: ProgressOpt = True,
 ) -> None:
     """Keep image tokens for the first l_c decoder layers only: quality, KL and compute per cut, depth budget."""
-    from visdepth.experiments.truncate import TruncateConfig, run, run_dir
+    from visdepth.experiments.truncate import PICK_RULES, TruncateConfig, run, run_dir
 
+    if pick_rule not in PICK_RULES:
+        raise ConfigError(f"--pick_rule {pick_rule!r} is unknown; use {', '.join(PICK_RULES)}.")
     config = TruncateConfig(
         model=model,
         model_args=parse_model_args(model_args),
@@ -116,6 +127,7 @@ def command(
         mode=mode,
         budget=budget,
         vtw_threshold=vtw_threshold,
+        pick_rule=pick_rule,  # type: ignore[arg-type]
         calibration=calibration,
         batch_size=batch_size,
         timing=timing,
@@ -158,8 +170,13 @@ def _print_summary(result: TruncateResult) -> None:
     table = Table(
         title=f"{result.model['name']}: visual truncation, L = {result.num_layers}, {result.mode} mode",
         caption=f"full: main score at l_c = L; cuts as l_c/L; budget: shallowest cut keeping {result.budget:g} of it; VTW: "
-        f"shallowest cut with calibration KL <= {result.vtw_threshold:g}; kept: quality / full; FLOPs: prefill "
-        "FLOPs / full (analytic, drop mode)",
+        f"shallowest cut with calibration KL <= {result.vtw_threshold:g}; "
+        + (
+            "both stable: every deeper cut meets it too; "
+            if result.pick_rule == "stable"
+            else "both first: a deeper cut may fail it; "
+        )
+        + "kept: quality / full; FLOPs: prefill FLOPs / full (analytic, drop mode); *: see the notes below",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )

@@ -12,8 +12,11 @@ and per cut every sample is scored:
 Every sample also gets KL(full || cut) of its first next-token distribution (from the same sweep). Per cut, the
 analytic decoder cost (prefill and decode FLOPs, KV-cache bytes) and, when asked, measured latency and peak memory.
 Per task, two depth picks: the shallowest cut keeping ``budget`` of the full model's quality, and VTW's criterion
-(the shallowest cut whose mean KL on a calibration set is below a threshold). One JSONL row per (task, sample),
-appended as batches finish, makes a killed run resumable; the summary is recomputed from the rows.
+(the shallowest cut whose mean KL on a calibration set is below a threshold). Quality and KL need not be monotone
+in the cut, so ``pick_rule`` says which shallowest cut: ``stable`` (default), the shallowest from which every
+deeper evaluated cut meets the criterion too, or ``first``, the shallowest that meets it. One JSONL row per (task,
+sample), appended as batches finish, makes a killed run resumable; the summary, depth picks included, is recomputed
+from the rows (so the budget, the VTW threshold and the pick rule can change on a resumed run).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -53,7 +56,18 @@ COST_KEYS = ("prefill_flops", "decode_flops", "kv_cache_bytes")
 DEFAULT_VTW_THRESHOLD = 0.05
 #: tokens generated per timed generation: the decode latency is (t(n) - t(1)) / (n - 1)
 TIMING_NEW_TOKENS = 16
+#: how a depth pick reads a criterion on a curve that need not be monotone in the cut
+PickRule = Literal["stable", "first"]
+PICK_RULES: tuple[str, ...] = get_args(PickRule)
+PICK_RULE_TEXT = {
+    "stable": "the shallowest evaluated cut that meets the criterion with every deeper evaluated cut meeting it "
+    "too (stable from there on: a deeper cut that fails it moves the pick past that cut)",
+    "first": "the shallowest evaluated cut that meets the criterion (taken literally: a deeper cut may still "
+    "fail it)",
+}
 
+#: fields that change per-sample rows; budget, vtw_threshold and pick_rule only change the summary, which is
+#: recomputed from the rows, so a resumed run with other values re-summarises instead of being refused
 FINGERPRINT_KEYS = (
     *common.COMMON_FINGERPRINT_KEYS,
     "cuts",
@@ -77,6 +91,11 @@ class TruncateConfig(common.ExperimentConfig):
     )
     vtw_threshold: float = Field(
         default=DEFAULT_VTW_THRESHOLD, description="KL (nats) below which VTW's criterion accepts a cut"
+    )
+    pick_rule: PickRule = Field(
+        default="stable",
+        description="stable: the shallowest cut from which every deeper evaluated cut meets the criterion; "
+        "first: the shallowest cut that meets it (the literal reading)",
     )
     calibration: int = Field(
         default=16,
@@ -165,34 +184,60 @@ class TruncateResult(BaseModel):
     mode: str
     budget: float
     vtw_threshold: float
+    pick_rule: PickRule
     tasks: dict[str, TaskSummary]
     timing: TimingSummary | None = None
     files: dict[str, str] = Field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------- depth picks
+def _pick(
+    cuts: Sequence[int], meets: Sequence[bool | None], rule: PickRule, what: str
+) -> tuple[int | None, str | None]:
+    """The cut ``rule`` picks given whether each cut meets a criterion (``None``: the cut has no value, so it
+    neither meets the criterion nor breaks its stability), and a note when ``first`` and ``stable`` disagree.
+
+    ``first``: the shallowest cut that meets it; ``stable``: the shallowest cut from which every deeper evaluated
+    cut meets it too. ``what`` names the criterion in the note ("the budget", "the threshold")."""
+    if rule not in PICK_RULES:
+        raise ConfigError(f"pick_rule {rule!r} is unknown; use {', '.join(PICK_RULES)}.")
+    first = next((c for c, m in zip(cuts, meets, strict=True) if m), None)
+    stable, broken = None, None  # broken: the deepest cut that has a value and fails
+    for c, m in zip(reversed(cuts), reversed(meets), strict=True):
+        if m is False:
+            broken = c
+            break
+        if m:
+            stable = c
+    if first == stable:
+        return first, None
+    tail = f"stable from cut {stable}" if stable is not None else "no cut is stable"
+    note = f"cut {first} meets {what} but cut {broken} does not; {tail}"
+    return (stable if rule == "stable" else first), note
+
+
 def budget_cut(
-    cuts: Sequence[int], quality: Sequence[float | None], budget: float
+    cuts: Sequence[int], quality: Sequence[float | None], budget: float, rule: PickRule = "stable"
 ) -> tuple[int | None, str | None]:
     """The shallowest cut whose quality is at least ``budget`` times the quality of the deepest cut (the full
-    model), and a note when the answer is degenerate. ``cuts`` ascend and end at L."""
+    model), every deeper evaluated cut too when ``rule`` is ``stable``; and a note when the answer is degenerate
+    or the two rules disagree. ``cuts`` ascend and end at L; a cut without a quality score is skipped."""
     full = quality[-1]
     if full is None:
         return None, "no quality score at the full model"
     if full <= 0:
         return cuts[0], "the full model scores 0: every cut keeps all of it, so the shallowest is reported"
-    for cut, q in zip(cuts, quality, strict=True):
-        if q is not None and q >= budget * full:
-            return cut, None
-    return None, "no cut reaches the budget"  # unreachable: the full model always keeps its own quality
+    meets = [None if q is None else bool(q >= budget * full) for q in quality]
+    return _pick(cuts, meets, rule, "the budget")
 
 
-def vtw_cut(cuts: Sequence[int], kl: Sequence[float | None], threshold: float) -> int | None:
-    """VTW's criterion: the shallowest cut whose mean KL(full || cut) is at most ``threshold``."""
-    for cut, value in zip(cuts, kl, strict=True):
-        if value is not None and value <= threshold:
-            return cut
-    return None
+def vtw_cut(
+    cuts: Sequence[int], kl: Sequence[float | None], threshold: float, rule: PickRule = "stable"
+) -> tuple[int | None, str | None]:
+    """VTW's criterion: the shallowest cut whose mean KL(full || cut) is at most ``threshold``, every deeper
+    evaluated cut's too when ``rule`` is ``stable``; and a note when the two rules disagree."""
+    meets = [None if v is None else bool(v <= threshold) for v in kl]
+    return _pick(cuts, meets, rule, "the threshold")
 
 
 def _depth_pick(
@@ -464,8 +509,10 @@ def summarise_task(
     calibration_kl = (
         np.mean([r["kl"] for r in calibration_rows], axis=0).tolist() if calibration_rows else [None] * ncuts
     )
-    vtw = vtw_cut(cuts, calibration_kl, config.vtw_threshold) if calibration_rows else None
-    vtw_note = None if calibration_rows else "no calibration samples"
+    if calibration_rows:
+        vtw, vtw_note = vtw_cut(cuts, calibration_kl, config.vtw_threshold, config.pick_rule)
+    else:
+        vtw, vtw_note = None, "no calibration samples"
     kinds: dict[str, KindSummary] = {}
     for kind, group in task.group(samples).items():
         kind_rows = [by_id[s.id] for s in group]
@@ -477,7 +524,12 @@ def summarise_task(
         pick = None
         if quality is not None:
             pick = _depth_pick(
-                "budget", *budget_cut(cuts, quality, config.budget), cuts, quality, compute, kl.mean
+                "budget",
+                *budget_cut(cuts, quality, config.budget, config.pick_rule),
+                cuts,
+                quality,
+                compute,
+                kl.mean,
             )
         kinds[kind] = KindSummary(
             kind=kind,
@@ -506,7 +558,12 @@ def summarise_task(
         compute=compute,
         calibration={**calibration_info, "kl_mean": calibration_kl},
         budget=_depth_pick(
-            "budget", *budget_cut(cuts, quality, config.budget), cuts, quality, compute, kl.mean
+            "budget",
+            *budget_cut(cuts, quality, config.budget, config.pick_rule),
+            cuts,
+            quality,
+            compute,
+            kl.mean,
         ),
         vtw=_depth_pick("vtw", vtw, vtw_note, cuts, quality, compute, calibration_kl),
     )
@@ -608,12 +665,20 @@ def choices(
         },
         "quality": "main score of each kind (the first of tasks.score_names); a task's quality is the mean of its "
         "kinds' main scores (open samples have none)",
-        "depth_budget": f"the shallowest evaluated cut whose quality is >= {config.budget} x the quality at cut L "
-        "(taken literally: a deeper cut may still dip below); when the full model scores 0 the shallowest cut "
-        "is reported with a note",
-        "vtw": f"VTW (Lin et al., AAAI 2025): the shallowest evaluated cut whose mean KL on the calibration set "
-        f"is <= {config.vtw_threshold} nats (visdepth's default threshold is {DEFAULT_VTW_THRESHOLD}; VTW tunes "
-        "its own per model); its quality is read from the evaluated samples",
+        "pick_rule": {
+            "name": config.pick_rule,
+            "semantics": PICK_RULE_TEXT[config.pick_rule],
+            "note": "when stable and first disagree, the pick's note names the shallower cut that meets the "
+            "criterion and the deeper one that fails it; the summary is recomputed from the rows, so a resumed "
+            "run may change the rule",
+        },
+        "depth_budget": f"{PICK_RULE_TEXT[config.pick_rule]} (pick_rule {config.pick_rule}), the criterion "
+        f"being quality >= {config.budget} x the quality at cut L; when the full model scores 0 the shallowest "
+        "cut is reported with a note",
+        "vtw": f"VTW (Lin et al., AAAI 2025): {PICK_RULE_TEXT[config.pick_rule]} (pick_rule {config.pick_rule}), "
+        f"the criterion being mean KL on the calibration set <= {config.vtw_threshold} nats (visdepth's default "
+        f"threshold is {DEFAULT_VTW_THRESHOLD}; VTW tunes its own per model); its "
+        "quality is read from the evaluated samples",
         "calibration": calibration,
         "compute": {
             "analytic": "decoder FLOPs per visual-depth.compute.flops: projections and MLP per kept token, "
@@ -709,6 +774,7 @@ def run(config: TruncateConfig, adapter: VLMAdapter | None = None) -> TruncateRe
         mode=config.mode,
         budget=config.budget,
         vtw_threshold=config.vtw_threshold,
+        pick_rule=config.pick_rule,
         tasks=summaries,
         timing=timing,
     )
