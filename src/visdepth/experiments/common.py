@@ -65,7 +65,8 @@ def resumable_rows(
 
     Give ``measure(item) -> row``, or ``measure_batch(items) -> rows`` with ``batch_size``: a batch is a run of
     consecutive items still to do that share a ``bucket`` key (batches are planned over what is missing, so a
-    resumed run measures each missing item once). Rows get their ``id`` here and are fsync'd one by one. A file holding rows of another configuration is refused rather than mixed with this one.
+    resumed run measures each missing item once). Rows get their ``id`` here and are fsync'd one by one. A file
+    holding rows of another configuration is refused rather than mixed with this one.
     """
     if (measure is None) == (measure_batch is None):
         raise ValueError("give either measure or measure_batch")
