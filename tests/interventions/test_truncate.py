@@ -10,6 +10,7 @@ from visdepth.errors import ConfigError, InputError
 from visdepth.interventions.hooks import TruncationCache, greedy_generate, prefill_kwargs
 from visdepth.interventions.truncate import truncate_visual_depth, truncated_generate, truncated_logits
 from visdepth.models import tiny_names
+from visdepth.models.compat import output_cache
 
 TINY = tiny_names()
 PROMPTS = ["What is this?", "Name the animal in the picture please."]
@@ -118,7 +119,7 @@ def test_drop_shortens_blocks_and_their_cache(name, photo, photo2):
             suppress_tokens=[adapter.image_token_id],
         )
         decode_lengths = dict(state.block_lengths)
-    cache = out.past_key_values
+    cache = output_cache(out)
     assert isinstance(cache, TruncationCache)
     assert prefill_lengths == {j: (T if j < cut else kept) for j in range(L)}
     # the last generated token is never fed back, so the cache holds the prompt and two new tokens

@@ -1,9 +1,10 @@
 """Shared machinery of the exact interventions: per-position block arguments, masks, a cache with hidden positions.
 
 Every decoder block of a transformers-5 VLM is called as ``block(hidden_states, attention_mask=...,
-position_embeddings=(cos, sin), position_ids=..., past_key_values=..., **extras)``; the names below are the
-arguments that carry one entry per sequence position and therefore follow any change of the sequence. What each
-family passes (checked on every tiny variant):
+position_embeddings=(cos, sin), position_ids=..., <cache>=..., **extras)``, where the cache argument is
+``cache`` from transformers 5.24 and ``past_key_values`` before (read and written only through
+:mod:`visdepth.models.compat`); the names below are the arguments that carry one entry per sequence position and
+therefore follow any change of the sequence. What each family passes (checked on every tiny variant):
 
 - LLaVA / LLaVA-NeXT / OneVision, Idefics3 / SmolVLM, InternVL, PaliGemma: a 4-D bool mask (an additive float
   one under eager attention; ``None`` when sdpa may use ``is_causal``), ``(cos, sin)`` of shape (1, T, d), ``position_ids`` (1, T), plus ``use_cache`` and
@@ -28,6 +29,7 @@ import torch
 from transformers import DynamicCache
 
 from visdepth.models.base import ModelInputs, VLMAdapter
+from visdepth.models.compat import cache_kwarg, get_cache, with_cache
 
 MASK_KEY = "attention_mask"
 ROPE_KEY = "position_embeddings"
@@ -218,8 +220,21 @@ class PrefixKV:
 
 
 # ---------------------------------------------------------------------- model calls
-def prefill_kwargs(adapter: VLMAdapter, inputs: ModelInputs, use_cache: bool = False, **extra: Any) -> dict:
-    """Keyword arguments of the first forward pass exactly as ``generate`` builds them.
+def block_cache(adapter: VLMAdapter, j: int, kwargs: dict) -> Any:
+    """The cache decoder block ``j`` was called with (``None`` without one)."""
+    return get_cache(adapter.layers[j], kwargs)
+
+
+def with_block_cache(adapter: VLMAdapter, j: int, kwargs: dict, cache: Any) -> dict:
+    """Block ``j``'s keyword arguments with ``cache`` under the name that block reads."""
+    return with_cache(adapter.layers[j], kwargs, cache)
+
+
+def prefill_kwargs(
+    adapter: VLMAdapter, inputs: ModelInputs, use_cache: bool = False, cache: Any = None, **extra: Any
+) -> dict:
+    """Keyword arguments of the first forward pass exactly as ``generate`` builds them (``cache``: a cache to
+    fill, passed under the model's own name for it).
 
     Position ids come from the attention mask (left padding starts each sample at position 0) through the model's
     own rule (Qwen: 3-D M-RoPE positions plus the text row; PaliGemma: 1-based), so a padded batch matches its
@@ -230,6 +245,8 @@ def prefill_kwargs(adapter: VLMAdapter, inputs: ModelInputs, use_cache: bool = F
     ids = kwargs.pop("input_ids")
     kwargs.update(extra)
     kwargs["use_cache"] = use_cache
+    if cache is not None:
+        kwargs[cache_kwarg(model)] = cache
     if kwargs.get(POSITION_KEY) is None and POSITION_KEY in inspect.signature(model.forward).parameters:
         kwargs[POSITION_KEY] = model._prepare_position_ids_for_generation(ids, {"input_ids": ids, **kwargs})
     return model.prepare_inputs_for_generation(ids, is_first_iteration=True, **kwargs)
@@ -274,7 +291,7 @@ def greedy_generate(
     inputs: ModelInputs,
     max_new_tokens: int,
     use_cache: bool = True,
-    past_key_values: Any = None,
+    cache: Any = None,
     output_logits: bool = False,
     **gen_kwargs: Any,
 ) -> Generation:
@@ -285,8 +302,8 @@ def greedy_generate(
     """
     kwargs = adapter.model_kwargs(inputs.to(adapter.device, adapter.dtype))
     gen_kwargs.setdefault("suppress_tokens", [adapter.image_token_id])
-    if past_key_values is not None:
-        kwargs["past_key_values"] = past_key_values
+    if cache is not None:
+        kwargs[cache_kwarg(adapter.model)] = cache
     pad = getattr(adapter.tokenizer, "pad_token_id", None)
     out = adapter.model.generate(
         **kwargs,

@@ -26,6 +26,7 @@ from visdepth.errors import ConfigError, InputError
 from visdepth.interventions.capture import record_states
 from visdepth.interventions.hooks import (
     Generation,
+    block_cache,
     block_hidden,
     greedy_generate,
     prefill_kwargs,
@@ -163,7 +164,7 @@ class _Splice:
         self.count = 0  # how many passes were spliced
 
     def first_block(self, _module: Any, args: tuple, kwargs: dict) -> None:
-        past = kwargs.get("past_key_values")
+        past = block_cache(self.adapter, 0, kwargs)
         self.fresh = past is None or past.get_seq_length() == 0
 
     def replace(self, hidden: torch.Tensor) -> torch.Tensor:

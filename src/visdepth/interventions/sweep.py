@@ -41,6 +41,7 @@ from visdepth.interventions.hooks import (
     register_block_pre_hooks,
     repeat_batch,
     visible,
+    with_block_cache,
 )
 from visdepth.models.base import ModelInputs, VLMAdapter
 
@@ -134,7 +135,7 @@ def sweep_cut_logits(
         last_state.append(block_output(output)[:, -1])
 
     cache = DynamicCache()  # full-attention layers only: every shared key stays available
-    kwargs = prefill_kwargs(adapter, inputs, use_cache=True, past_key_values=cache)
+    kwargs = prefill_kwargs(adapter, inputs, use_cache=True, cache=cache)
     handles = register_block_pre_hooks(adapter, keep, range(L))
     handles.append(layers[L - 1].register_forward_hook(keep_last))
     try:
@@ -186,7 +187,9 @@ def sweep_cut_logits(
         layer_cache = cache.layers[j]
         shared_k = _transpose_gather(layer_cache.keys, shared_idx)
         shared_v = _transpose_gather(layer_cache.values, shared_idx)
-        kw["past_key_values"] = PrefixKV(j, repeat_batch(shared_k, n, 0), repeat_batch(shared_v, n, 0))
+        kw = with_block_cache(
+            adapter, j, kw, PrefixKV(j, repeat_batch(shared_k, n, 0), repeat_batch(shared_v, n, 0))
+        )
         kw.pop("hidden_states", None)
         out = layers[j](states.reshape(n * batch, n_rec, -1), **kw)
         states = block_output(out).reshape(n, batch, n_rec, -1)

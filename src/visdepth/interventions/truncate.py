@@ -37,6 +37,7 @@ from visdepth.interventions.hooks import (
     ROPE_KEY,
     Generation,
     TruncationCache,
+    block_cache,
     block_hidden,
     gather_mask,
     gather_position_ids,
@@ -50,6 +51,7 @@ from visdepth.interventions.hooks import (
     with_block_hidden,
 )
 from visdepth.models.base import ModelInputs, VLMAdapter
+from visdepth.models.compat import get_cache, with_cache
 
 Mode = Literal["mask", "drop"]
 MODES: tuple[str, ...] = ("mask", "drop")
@@ -172,7 +174,7 @@ class Truncation:
     def block_hook(self, j: int, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         hidden = block_hidden(args, kwargs)
         if j == 0:
-            self.plan(hidden, kwargs.get("past_key_values"))
+            self.plan(hidden, block_cache(self.adapter, 0, kwargs))
         if j < self.cut:
             self.block_lengths[j] = hidden.shape[1]
             return args, kwargs
@@ -215,7 +217,7 @@ class Truncation:
             kwargs[POSITION_KEY] = self._memo(
                 "pos", kwargs[POSITION_KEY], lambda p: gather_position_ids(p, src)
             )
-        past = kwargs.get("past_key_values")
+        past = block_cache(self.adapter, j, kwargs)
         if isinstance(past, TruncationCache):
             past.hidden_positions[j] = q - src.shape[1]
         return hidden, kwargs
@@ -223,7 +225,7 @@ class Truncation:
     def _drop_continuation(self, j: int, hidden: torch.Tensor, kwargs: dict) -> dict:
         keys = self.key_index
         assert keys is not None
-        past = kwargs.get("past_key_values")
+        past = block_cache(self.adapter, j, kwargs)
         batch, q = hidden.shape[:2]
         if isinstance(past, TruncationCache) and past.stored_length(j) + q != keys.shape[1]:
             raise ConfigError(
@@ -257,7 +259,8 @@ class Truncation:
     def model_pre_hook(self, _module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         """On the VLM's base model: check the ids of a fresh pass, and give the decoder a TruncationCache
         whenever it would use a cache."""
-        past = kwargs.get("past_key_values")
+        base = self.adapter.base_model
+        past = get_cache(base, kwargs)
         fresh = past is None or past.get_seq_length() == 0
         ids = kwargs.get("input_ids")
         if fresh and ids is not None:
@@ -273,7 +276,7 @@ class Truncation:
             raise ConfigError(
                 "the model was given a cache filled outside truncate_visual_depth; start generation inside it."
             )
-        return args, {**kwargs, "past_key_values": TruncationCache()}
+        return args, with_cache(base, kwargs, TruncationCache())
 
     def _check_ids(self, ids: torch.Tensor) -> None:
         prompt = self.prompt_image
@@ -349,7 +352,7 @@ def truncated_generate(
             inputs,
             max_new_tokens,
             use_cache=use_cache,
-            past_key_values=cache,
+            cache=cache,
             output_logits=output_logits,
             **gen_kwargs,
         )

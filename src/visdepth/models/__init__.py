@@ -14,6 +14,7 @@ import torch
 from visdepth.defaults import DEFAULT_MODEL
 from visdepth.errors import UnsupportedModelError
 from visdepth.models.base import ModelInputs, VLMAdapter
+from visdepth.models.compat import check_structure
 from visdepth.models.registry import (
     adapter_for,
     supported_families,
@@ -118,6 +119,7 @@ def load(
         adapter.name = model
     else:
         adapter = _load_pretrained(model, attn_implementation, **model_args)
+    check_structure(adapter)
     adapter.model.to(device=dev, dtype=torch_dtype) if torch_dtype else adapter.model.to(dev)
     return adapter
 
