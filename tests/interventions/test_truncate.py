@@ -1,4 +1,4 @@
-"""Visual-depth truncation on every tiny family: identity at full depth, mask == drop, real shortening, batching."""
+"""Visual-depth truncation on every tiny family: full depth is the plain model, mask == drop, shorter blocks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from tests.conftest import tiny
 from visdepth.errors import ConfigError, InputError
-from visdepth.interventions.hooks import TruncationCache, greedy_generate, prefill_kwargs
+from visdepth.interventions.hooks import TruncationCache, prefill_kwargs
 from visdepth.interventions.truncate import truncate_visual_depth, truncated_generate, truncated_logits
 from visdepth.models import tiny_names
 from visdepth.models.compat import output_cache
@@ -28,17 +28,21 @@ def text_positions(inputs):
 
 @pytest.mark.parametrize("name", TINY)
 def test_full_depth_is_the_unmodified_model(name, photo, photo2):
+    # cut = L installs no hook, so the check is against the model run plainly on each sample alone: it holds only
+    # if the generate-style positions of the padded batch are the model's own
     adapter = tiny(name)
     inputs = batch(adapter, photo, photo2)
     L = adapter.num_layers
-    with torch.no_grad():
-        reference = adapter.model(**prefill_kwargs(adapter, inputs)).logits.float()
-        single = adapter.build_inputs([photo], PROMPTS[0])
-        plain = adapter.model(**adapter.model_kwargs(single)).logits.float()
     for mode in ("mask", "drop"):
-        torch.testing.assert_close(truncated_logits(adapter, inputs, L, mode), reference, rtol=0, atol=0)
-    # generate-style positions change nothing for an unpadded sample
-    torch.testing.assert_close(truncated_logits(adapter, single, L, "drop"), plain, rtol=0, atol=0)
+        full = truncated_logits(adapter, inputs, L, mode)
+        for row, (image, prompt) in enumerate(zip([photo, photo2], PROMPTS, strict=True)):
+            single = adapter.build_inputs([image], prompt)
+            with torch.no_grad():
+                plain = adapter.model(**adapter.model_kwargs(single)).logits.float()[0]
+            torch.testing.assert_close(full[row, -plain.shape[0] :], plain, rtol=0, atol=ATOL)
+            if row == 0:  # an unpadded sample: generate-style positions change nothing, bit for bit
+                alone = truncated_logits(adapter, single, L, mode)[0]
+                torch.testing.assert_close(alone, plain, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -82,14 +86,10 @@ def test_mask_equals_drop_in_generation(name, use_cache, photo, photo2):
 
 
 @pytest.mark.parametrize("name", TINY)
-def test_generation_at_full_depth_and_mid_cut(name, photo, photo2):
+def test_cached_drop_equals_recomputed_mask_in_generation(name, photo, photo2):
     adapter = tiny(name)
     inputs = batch(adapter, photo, photo2)
-    L = adapter.num_layers
-    plain = greedy_generate(adapter, inputs, 8, output_logits=True)
-    full = truncated_generate(adapter, inputs, L, "drop", max_new_tokens=8, output_logits=True)
-    torch.testing.assert_close(full.logits, plain.logits, rtol=0, atol=0)
-    cut = L // 2
+    cut = adapter.num_layers // 2
     cached = truncated_generate(adapter, inputs, cut, "drop", 12, output_logits=True, min_new_tokens=12)
     recomputed = truncated_generate(
         adapter, inputs, cut, "mask", 12, False, output_logits=True, min_new_tokens=12
