@@ -11,6 +11,7 @@ or family fails there in one sentence instead of with a shape error three calls 
 from __future__ import annotations
 
 import inspect
+import warnings
 from functools import cache
 from importlib import metadata
 from typing import Any
@@ -130,3 +131,6 @@ def check_structure(adapter: Any) -> None:
         )
     for module in (adapter.layers[0], adapter.base_model, adapter.model):
         cache_kwarg(module)  # raises, naming the release, when the forward takes no cache argument we know
+    if not in_supported_range():
+        # the structure is as expected, so go on; but nothing was tested on this release
+        warnings.warn(f"{version_sentence()}; results are untested on this release.", stacklevel=3)
