@@ -162,3 +162,62 @@ def test_sample_validation():
         Sample(id="x", images=[], prompt="p")
     s = Sample(id="x", images=["skimage:camera"], prompt="p", choices=["a", "b", "c"], answer="(C)")
     assert s.answer_index == 2 and s.group == "single_token"
+
+
+def _cut(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("kind", ["not_an_image", "cut_png", "cut_jpeg"])
+def test_unreadable_image_is_found_when_the_manifest_is_read(folder, kind):
+    from skimage import data
+
+    photo = Image.fromarray(data.coffee()).resize((64, 48))
+    if kind == "not_an_image":
+        (folder / "bad.png").write_text("hello")
+    elif kind == "cut_png":
+        photo.save(folder / "bad.png")
+        _cut(folder / "bad.png")
+    else:
+        photo.save(folder / "bad.png", format="JPEG")  # the suffix lies; Pillow reads the content
+        _cut(folder / "bad.png")
+    path = _write(folder / "data.jsonl", [GOOD, '{"image": "bad.png", "prompt": "What is it?"}'])
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(path)
+    text = str(exc.value)
+    assert "data.jsonl line 2" in text and "bad.png" in text and "replace it" in text
+    assert ("not an image" in text) == (kind == "not_an_image")
+
+
+def test_whole_images_pass_the_check(folder):
+    from visdepth.data.images import image_file_problem
+
+    Image.new("RGB", (30, 20), (0, 90, 0)).save(folder / "g.jpg")
+    Image.new("RGB", (30, 20), (0, 90, 0)).save(folder / "g.gif")
+    for name in ("imgs/red.png", "gray.png", "g.jpg", "g.gif"):
+        assert image_file_problem(folder / name) is None
+
+
+def test_folder_given_as_manifest_names_a_manifest_inside(folder):
+    _write(folder / "data.jsonl", [GOOD])
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(folder)
+    text = str(exc.value)
+    assert "is a folder" in text and "data.jsonl" in text and "visdepth datasets" in text
+
+
+def test_folder_as_data_or_task_name(folder, monkeypatch):
+    from visdepth.data import get_dataset
+    from visdepth.tasks import get_task
+
+    monkeypatch.chdir(folder)
+    for name in ("imgs", "imgs/", str(folder / "imgs")):
+        with pytest.raises(ManifestError, match="is a folder"):
+            get_dataset(name)
+        with pytest.raises(ManifestError, match="is a folder"):
+            get_task(name).load()
+    # a folder that shares a data set's name does not hide the data set
+    (folder / "photos").mkdir()
+    assert get_dataset("photos", limit=1)

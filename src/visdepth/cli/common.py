@@ -30,6 +30,16 @@ def parse_model_args(text: str | None) -> dict[str, Any]:
                 f"--model_args item {item!r} has no '='; write key=value pairs separated by commas."
             )
         key, value = (part.strip() for part in item.split("=", 1))
+        if not key.isidentifier():
+            raise VisdepthError(
+                f"--model_args item {item.strip()!r} has no valid name before '='; write key=value pairs "
+                "separated by commas, e.g. revision=main,trust_remote_code=true."
+            )
+        if "=" in value and value[:1] not in ("'", '"'):
+            raise VisdepthError(
+                f"--model_args item {item.strip()!r} has more than one '='; write one key=value per item, "
+                f"separated by commas (quote a value that holds '=': {key}='{value}')."
+            )
         args[key] = _literal(value)
     return args
 
@@ -77,8 +87,43 @@ ModelArgsOpt = Annotated[
 ]
 DataOpt = Annotated[str, typer.Option(help="built-in data set name or JSONL manifest path.")]
 LimitOpt = Annotated[int | None, typer.Option(help="use only the first N samples.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")]
-DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")]
+
+
+def _checked(check: Callable[[str], Any]) -> Callable[[str], str]:
+    """An option callback that runs ``check`` while the command line is parsed, so a bad value is one red line
+    (exit 2) before any data or model is touched; typer callbacks run outside :func:`friendly`."""
+
+    def callback(value: str) -> str:
+        try:
+            check(value)
+        except VisdepthError as err:
+            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        return value
+
+    return callback
+
+
+def _check_device(value: str) -> None:
+    from visdepth.models import resolve_device
+
+    resolve_device(value)
+
+
+def _check_dtype(value: str) -> None:
+    import torch
+
+    from visdepth.models import resolve_dtype
+
+    resolve_dtype(value, torch.device("cpu"))
+
+
+DeviceOpt = Annotated[
+    str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.", callback=_checked(_check_device))
+]
+DtypeOpt = Annotated[
+    str, typer.Option(help="auto, float32, bfloat16, float16.", callback=_checked(_check_dtype))
+]
 SeedOpt = Annotated[int, typer.Option(help="seed of every random choice (same seed, same numbers).")]
 OutputPathOpt = Annotated[
     str,

@@ -100,6 +100,8 @@ def _lookup(text: str) -> tuple[DatasetSpec | None, str | None]:
         or os.sep in text
         or text.endswith((".jsonl", ".json"))
         or (not sep and Path(text).is_file())
+        # a folder is a mistaken manifest path (load_manifest says so), unless a data set has its name
+        or (not sep and name not in _REGISTRY and Path(text).is_dir())
     )
     if name in _REGISTRY and not looks_like_path:
         spec = _REGISTRY[name]

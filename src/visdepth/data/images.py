@@ -132,6 +132,30 @@ def to_rgb(img: ImageLike) -> Image.Image:
     )
 
 
+def image_file_problem(path: str | Path) -> str | None:
+    """Why the file at ``path`` cannot be read as a picture (a phrase), or ``None``; fast enough for every row.
+
+    ``verify`` reads the structure without decoding (a PNG's chunk checksums, which also catch a cut file); a
+    JPEG is decoded at 1/8 scale, which is what finds one cut short; other formats are decoded in full.
+    """
+    try:
+        with Image.open(path) as im:
+            fmt = im.format
+            im.verify()
+        if fmt != "PNG":
+            with Image.open(path) as im:
+                if fmt == "JPEG":
+                    im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
+    except UnidentifiedImageError:
+        return "is not an image file Pillow can read"
+    except Image.DecompressionBombError as exc:
+        return f"is too large to decode safely ({exc})"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"is damaged or cut short ({exc})"
+    return None
+
+
 def load_image(ref: str, *, where: str | None = None) -> Image.Image:
     """Load one reference as an RGB image.
 

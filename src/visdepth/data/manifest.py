@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from visdepth.data.images import check_builtin_ref, is_builtin_ref
+from visdepth.data.images import check_builtin_ref, image_file_problem, is_builtin_ref
 from visdepth.data.sample import TASK_KINDS, Sample
 from visdepth.errors import ManifestError
 
@@ -28,6 +28,13 @@ def load_manifest(path: PathLike) -> list[Sample]:
     """Read a JSONL manifest into samples, checking every row (and that every image file exists)."""
     shown = str(path)
     path = Path(path).expanduser()
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.jsonl"))[:3]
+        example = f" such as {str(path / inside[0])!r}" if inside else ""
+        raise ManifestError(
+            f"{shown!r} is a folder, not a manifest; give the path of a .jsonl manifest{example} (one sample per "
+            "line), or a built-in data set name (see `visdepth datasets`)."
+        )
     if not path.is_file():
         where = path.absolute()
         raise ManifestError(f"manifest {shown!r} not found (looked in {where}); fix the path.")
@@ -122,6 +129,9 @@ def _resolve_ref(ref: str, base: Path, fail) -> str:
     full = Path(os.path.abspath(p if p.is_absolute() else base / p))
     if not full.is_file():
         raise fail(f"image {ref!r} not found (looked in {full})", "fix the path or remove the row")
+    problem = image_file_problem(full)
+    if problem is not None:
+        raise fail(f"image {ref!r} {problem}", "replace it with a whole PNG or JPEG file or remove the row")
     return str(full)
 
 

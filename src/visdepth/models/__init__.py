@@ -12,9 +12,10 @@ from typing import Any
 import torch
 
 from visdepth.defaults import DEFAULT_MODEL
-from visdepth.errors import UnsupportedModelError
+from visdepth.errors import ConfigError, UnsupportedModelError
 from visdepth.models.base import ModelInputs, VLMAdapter
 from visdepth.models.compat import check_structure
+from visdepth.models.files import check_model_source
 from visdepth.models.registry import (
     adapter_for,
     supported_families,
@@ -62,10 +63,50 @@ def builtin_model_path(name: str) -> str:
     return str(resources.files(package) / folder)
 
 
-def resolve_device(device: str | None) -> torch.device:
-    if device in (None, "auto"):
+#: what ``--device`` takes, for messages
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``auto`` -> the first GPU when there is one, else the CPU; anything else is checked against this machine.
+
+    Raises :class:`~visdepth.errors.ConfigError` for a string that names no device, or a device this machine
+    lacks (``cuda`` where torch sees no GPU), so that the mistake shows before anything is loaded.
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        try:
+            dev = torch.device(str(device).strip().lower())
+        except (RuntimeError, ValueError):
+            raise ConfigError(f"--device {device!r} is not a device; use {DEVICE_CHOICES}.") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = (
+                "torch here is a CPU-only build" if torch.version.cuda is None else "torch finds no CUDA GPU"
+            )
+            raise ConfigError(
+                f"--device {device!r} asks for a CUDA GPU but {why}; use --device cpu, or --device auto to take a "
+                "GPU only where there is one."
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(
+                f"--device {device!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}; pick one "
+                "of them or use --device auto."
+            )
+        return dev
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(
+                f"--device {device!r} asks for Apple's MPS, which this machine lacks; use --device cpu or auto."
+            )
+        return dev
+    raise ConfigError(f"--device {device!r} is not a device visdepth runs on; use {DEVICE_CHOICES}.")
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype | None:
@@ -75,7 +116,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if dtype in (None, "auto"):
         return None if device.type == "cuda" else torch.float32
     if dtype not in DTYPES:
-        raise UnsupportedModelError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(sorted(DTYPES))}.")
+        raise UnsupportedModelError(
+            f"unknown dtype {dtype!r}; use --dtype with one of auto, {', '.join(sorted(DTYPES))}."
+        )
     return DTYPES[dtype]
 
 
@@ -111,6 +154,11 @@ def load(
         cls = tiny_adapter(variant)
         if cls is None:
             raise UnsupportedModelError(f"unknown tiny model {model!r}; {_supported_sentence()}")
+        if model_args:
+            raise ConfigError(
+                f"tiny models are built from a config and take no --model_args (got {', '.join(model_args)}); "
+                "leave --model_args out or load a checkpoint folder."
+            )
         adapter = cls.build_tiny(variant, seed=seed)
         adapter.model.config._attn_implementation = attn_implementation
         _set_attn(adapter, attn_implementation)
@@ -137,6 +185,12 @@ def _load_pretrained(model_id: str, attn_implementation: str, **model_args: Any)
     from transformers import AutoConfig
 
     trust = bool(model_args.get("trust_remote_code", False))
+    check_model_source(
+        model_id,
+        revision=model_args.get("revision"),
+        cache_dir=model_args.get("cache_dir"),
+        known=[*BUILTIN_MODELS, *tiny_names()],
+    )
     try:
         config = AutoConfig.from_pretrained(model_id, trust_remote_code=trust)
     except (OSError, ValueError) as err:

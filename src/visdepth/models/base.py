@@ -9,21 +9,47 @@ differs (see llava.py for the smallest one).
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from PIL import Image
 from torch import nn
 
-from visdepth.errors import InputError
+from visdepth.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from visdepth.data.sample import Sample
 
 #: ``from_pretrained`` arguments that say where a checkpoint's files are, as opposed to how the model is built
 HUB_ARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "trust_remote_code")
 #: what ``AutoProcessor`` raises when a part that images never use cannot be built (a video processor whose class
 #: needs torchvision, or the class check of its dummy stand-in)
 PROCESSOR_LOAD_ERRORS = (ImportError, ValueError, TypeError, AttributeError)
+
+
+def _rope_factor(config: Any) -> float | None:
+    """How far a RoPE scaling stretches ``max_position_embeddings`` (1 without one); ``None`` for dynamic scaling.
+
+    transformers 5 keeps it in ``rope_parameters`` (one dict, or one per layer type as in Gemma 3), older
+    releases in ``rope_scaling``.
+    """
+    params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if not isinstance(params, dict):
+        return 1.0
+    groups = [v for v in params.values() if isinstance(v, dict)] or [params]
+    factor = 1.0
+    for group in groups:
+        kind = group.get("rope_type", group.get("type"))
+        if kind == "dynamic":
+            return None
+        if kind not in (None, "default", "mrope"):
+            value = group.get("factor")
+            if isinstance(value, (int, float)) and value > 1:
+                factor = max(factor, float(value))
+    return factor
 
 
 def has_torchvision() -> bool:
@@ -95,6 +121,11 @@ class VLMAdapter:
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.name = name
         self.config = model.config
+        warned = getattr(self.tokenizer, "deprecation_warnings", None)
+        if isinstance(warned, dict):
+            # the tokenizer's "longer than the maximum" warning: check_context refuses such prompts itself,
+            # against the model's limit rather than the tokenizer's
+            warned["sequence-length-is-longer-than-the-specified-maximum"] = True
         if getattr(self.tokenizer, "padding_side", None) is not None:
             # generation continues on the right, so prompts of unequal length are padded on the left
             self.tokenizer.padding_side = "left"
@@ -213,8 +244,13 @@ class VLMAdapter:
         images: Sequence[Sequence[Image.Image]] | Sequence[Image.Image],
         prompts: Sequence[str] | str,
         chat: bool = True,
+        labels: Sequence[str] | None = None,
     ) -> ModelInputs:
-        """Model inputs for a batch of samples (a sample = its images + a prompt), padded on the left."""
+        """Model inputs for a batch of samples (a sample = its images + a prompt), padded on the left.
+
+        A prompt longer than the model's context is refused (:meth:`check_context`); ``labels`` name the samples
+        in that message (``sample 'x' (data.jsonl line 3)``).
+        """
         if isinstance(prompts, str):
             prompts, images = [prompts], [list(images)]  # type: ignore[list-item]
         groups = [list(g) for g in images]  # type: ignore[arg-type]
@@ -248,7 +284,58 @@ class VLMAdapter:
                     f"sample {i}: no image token survived processing; the prompt template of {self.name} "
                     "may be dropping the image placeholder."
                 )
-        return ModelInputs(tensors, image_mask, self.special_mask(ids), list(prompts))
+        inputs = ModelInputs(tensors, image_mask, self.special_mask(ids), list(prompts))
+        self.check_context(inputs, labels)
+        return inputs
+
+    # ------------------------------------------------------------------ context length
+    @property
+    def context_limit(self) -> int | None:
+        """The most positions the language model was built for, or ``None`` where its config does not say.
+
+        That is the text config's ``max_position_embeddings``, times the factor of a RoPE scaling meant to
+        stretch it (linear, YaRN...); ``None`` (nothing refused) when the value is missing or the scaling is
+        dynamic, which sets no fixed limit.
+        """
+        limit = getattr(self.text_config, "max_position_embeddings", None)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            return None
+        factor = _rope_factor(self.text_config)
+        return None if factor is None else int(limit * factor)
+
+    def check_context(self, inputs: ModelInputs, labels: Sequence[str] | None = None) -> None:
+        """Refuse a batch holding a prompt longer than :attr:`context_limit` (an :class:`InputError` naming the
+        sample, its length and the limit): past it the model's states are not what it was trained to produce."""
+        limit = self.context_limit
+        if limit is None:
+            return
+        for i, n in enumerate(inputs.attention_mask.sum(dim=1).tolist()):
+            if n > limit:
+                if labels is not None:
+                    who = labels[i]
+                else:
+                    prompt = inputs.prompts[i] if i < len(inputs.prompts) else ""
+                    head = prompt[:30] + ("..." if len(prompt) > 30 else "")
+                    who = f"sample {i} of the batch (prompt {head!r})"
+                raise InputError(
+                    f"{who} is {int(n)} tokens long with its images, more than the {limit} positions of "
+                    f"{self.name} (max_position_embeddings); shorten the prompt or give it fewer or smaller images."
+                )
+
+    def check_fits(
+        self, samples: Sequence[Sample], prompts: Sequence[str] | None = None, *, chat: bool = True
+    ) -> None:
+        """Build every sample's inputs once and refuse the first longer than the model's context, so a run stops
+        before its first row rather than at the long sample; ``prompts`` default to the samples' own.
+
+        Experiments call this after loading the model (the tokenizer and image processor count the tokens) and
+        before measuring. Nothing is built where :attr:`context_limit` is unknown.
+        """
+        if self.context_limit is None:
+            return
+        for i, sample in enumerate(samples):
+            prompt = sample.prompt if prompts is None else prompts[i]
+            self.build_inputs([sample.load_images()], [prompt], chat=chat, labels=[sample.describe()])
 
     def add_extras(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Family-specific extra inputs derived from the ids (e.g. Qwen's ``mm_token_type_ids``)."""
@@ -286,9 +373,20 @@ class VLMAdapter:
         hub_args = {k: v for k, v in model_args.items() if k in HUB_ARGS}
         config = AutoConfig.from_pretrained(model_id, **hub_args)
         processor = cls.load_processor(model_id, config.model_type, **processor_args)
-        model = AutoModelForImageTextToText.from_pretrained(
-            model_id, **cls.model_load_args(config, model_args)
-        )
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(
+                model_id, **cls.model_load_args(config, model_args)
+            )
+        except TypeError as err:
+            # unknown kwargs reach the model class's __init__ after from_pretrained and the config took theirs
+            found = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+            if found is None or found.group(1) not in model_args:
+                raise
+            raise ConfigError(
+                f"--model_args {found.group(1)}={model_args[found.group(1)]!r} is not taken by "
+                f"{type(config).__name__.removesuffix('Config')}'s from_pretrained or config; fix its spelling or "
+                "drop it (processor settings take a processor_ prefix, e.g. processor_use_fast=false)."
+            ) from None
         return cls(model, processor, model_id)
 
     @classmethod

@@ -101,6 +101,8 @@ def get_task(name: str | os.PathLike[str]) -> Task:
         or os.sep in text
         or text.endswith((".jsonl", ".json"))
         or (not sep and Path(text).is_file())
+        # a folder is a mistaken manifest path (load_manifest says so), unless a task has its name
+        or (not sep and base not in _TASKS and base not in list_datasets() and Path(text).is_dir())
     )
     if looks_like_path:
         return local_task(text)
