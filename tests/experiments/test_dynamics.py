@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timezone
 
 import pytest
 
@@ -51,6 +52,11 @@ def test_run_writes_results_samples_and_figures(tmp_path):
     assert meta["packages"]["transformers"] and meta["packages"]["torch"]
     assert "entropy" in meta["choices"] and "intrinsic_dimension" in meta["choices"]
     assert "text_group" in meta["choices"]
+    # started_at is the start (before any row was written), finished_at the end
+    rows_written = datetime.fromtimestamp((folder / "samples.jsonl").stat().st_mtime, tz=timezone.utc)
+    started, finished = (datetime.fromisoformat(meta[k]) for k in ("started_at", "finished_at"))
+    assert started <= rows_written <= finished
+    assert (result.meta.started_at, result.meta.finished_at) == (started, finished)
     rows = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["tokens"]["image"] > 0
     for name in ("overview", "entropy_norm", "id_twonn", "depth_curvature", "norm"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -48,6 +49,16 @@ def finished(tmp_path_factory):
     config = _config(path)
     result = run(config, tiny(MODEL))
     return config, result, read_jsonl(run_dir(config, MODEL) / "samples.jsonl")
+
+
+def test_meta_records_the_real_start_and_finish(finished):
+    config, result, _ = finished
+    folder = run_dir(config, MODEL)
+    rows_written = datetime.fromtimestamp((folder / "samples.jsonl").stat().st_mtime, tz=timezone.utc)
+    assert result.meta.started_at <= rows_written <= result.meta.finished_at
+    meta = json.loads((folder / "results.json").read_text())["meta"]
+    assert datetime.fromisoformat(meta["started_at"]) == result.meta.started_at
+    assert datetime.fromisoformat(meta["finished_at"]) == result.meta.finished_at
 
 
 def test_diagonal_is_the_identity(finished):
@@ -219,3 +230,13 @@ def test_distance_curve_splits_directions():
     assert curve.all == [0.0, 1.5, 3.0, 4.5]
     assert curve.a_below_b == [None, 1.0, 2.0, 3.0] and curve.a_above_b == [None, 2.0, 4.0, 6.0]
     assert curve.count == [5, 4, 4, 4]
+
+
+def test_summary_names_the_mean_of_sentence_bleu_bleu_sentence():
+    cells = {"first_token": [[1.0, 0.0], [0.0, 1.0]], "kl": [[0.0, 0.5], [0.5, 0.0]]}
+    cells |= {"identical": [[1.0, 0.0], [0.0, 1.0]], "bleu": [[100.0, 20.0], [40.0, 100.0]]}
+    summary = swap.summarise([{"metrics": {"image": cells}}], [0, 2], ["image"], 2)
+    # a mean of sentence BLEU is not corpus BLEU, which is what "bleu" names in a summary
+    assert "bleu" not in summary["metrics"] and "bleu_sentence" in summary["metrics"]
+    assert summary["off_diagonal"]["image"]["bleu_sentence"] == pytest.approx(30.0)
+    assert "bleu" not in summary["matrices"]["image"] and "bleu" not in summary["curves"]["image"]

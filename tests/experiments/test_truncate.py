@@ -3,10 +3,13 @@ drop equals mask, the depth picks and their pick rule, resuming after a kill, ca
 
 from __future__ import annotations
 
+import io
 import json
+from datetime import datetime, timezone
 
 import pytest
 from pydantic import ValidationError
+from rich.console import Console
 
 from tests.conftest import tiny
 from visdepth.data import get_dataset, write_manifest
@@ -146,10 +149,61 @@ def test_sweep_scores_equal_per_cut_truncation(drop_run, manifest):
             assert _same_scores([row["scores"][j]], [expected])
 
 
-def test_drop_and_mask_give_the_same_scores(drop_run, manifest, tmp_path):
-    config, _ = drop_run
+def _started_before_rows_finished_after(result, folder) -> None:
+    """meta.started_at is when the run began (before any row was written), finished_at when it ended."""
+    meta = result.meta
+    assert meta.started_at is not None and meta.finished_at is not None
+    rows_written = datetime.fromtimestamp((folder / "samples.jsonl").stat().st_mtime, tz=timezone.utc)
+    assert meta.started_at <= rows_written <= meta.finished_at
+    data = json.loads((folder / "results.json").read_text())["meta"]
+    assert datetime.fromisoformat(data["started_at"]) == meta.started_at
+    assert datetime.fromisoformat(data["finished_at"]) == meta.finished_at
+
+
+def test_meta_records_the_real_start_and_finish(drop_run):
+    config, result = drop_run
+    _started_before_rows_finished_after(result, run_dir(config, MODEL))
+
+
+def test_drop_and_mask_give_the_same_scores(drop_run, manifest, tmp_path, monkeypatch):
+    config, drop = drop_run
     mask = _config(tmp_path, manifest, mode="mask")
-    run(mask, tiny(MODEL))
+    masked = run(mask, tiny(MODEL))
+    # mask mode computes every image token at every cut: it saves nothing, and says what drop would save
+    for name, summary in masked.tasks.items():
+        dropped = drop.tasks[name]
+        for key in exp.COST_KEYS:
+            assert summary.compute[f"{key}_ratio"] == [1.0] * len(masked.cuts)
+            assert summary.compute[f"drop_{key}_ratio"] == dropped.compute[f"{key}_ratio"]
+            assert dropped.compute[f"drop_{key}_ratio"] == dropped.compute[f"{key}_ratio"]
+        for pick, dropped_pick in ((summary.budget, dropped.budget), (summary.vtw, dropped.vtw)):
+            assert pick.cut == dropped_pick.cut
+            if pick.cut is not None:
+                assert pick.prefill_flops_ratio == 1.0 and pick.decode_flops_ratio == 1.0
+                assert pick.drop_prefill_flops_ratio == dropped_pick.prefill_flops_ratio
+        for kind in summary.kinds.values():
+            assert kind.compute["prefill_flops_ratio"] == [1.0] * len(masked.cuts)
+    # and the table printed for a mask run says so, while a drop run's does not
+    from visdepth.cli import truncate as cli
+
+    printed = {}
+    for result in (masked, drop):
+        buffer = io.StringIO()
+        monkeypatch.setattr(cli, "console", Console(file=buffer, width=400))
+        cli._print_summary(result)
+        printed[result.mode] = buffer.getvalue()
+    flat = {mode: " ".join(text.split()) for mode, text in printed.items()}
+    assert "mask mode computes every image token, so it saves nothing" in flat["mask"]
+    assert "saves nothing" not in flat["drop"] and "would spend" not in flat["drop"]
+    (name, summary), L = next(iter(masked.tasks.items())), masked.num_layers
+    assert summary.budget.cut is not None
+    # the task's row: n, full, budget cut, kept, FLOPs, VTW cut, kept, FLOPs
+    cells = next(line for line in printed["mask"].splitlines() if line.lstrip().startswith(name)).split()
+    assert cells[3] == f"{summary.budget.cut}/{L}" and cells[5] == "1.00"
+    assert (
+        f"drop mode would spend prefill FLOPs / full of {summary.budget.drop_prefill_flops_ratio:.2f} at "
+        f"the budget cut {summary.budget.cut}" in flat["mask"]
+    )
     drop_rows, mask_rows = _rows(config), _rows(mask)
     assert drop_rows.keys() == mask_rows.keys()
     for key, row in drop_rows.items():
@@ -322,3 +376,52 @@ def test_a_resumed_run_re_summarises_with_another_pick_rule(tmp_path, manifest, 
 def test_bad_configuration_is_refused(tmp_path, manifest, change, message):
     with pytest.raises(ConfigError, match=message):
         run(_config(tmp_path, manifest, **change), tiny(MODEL))
+
+
+def test_caption_bleu_in_the_summary_is_corpus_bleu():
+    """``bleu`` per cut is sacrebleu's corpus BLEU over the kind's samples, ``bleu_sentence`` the mean of the
+    samples' sentence BLEU; for agreement both are taken against the full model's outputs (the last cut)."""
+    sacrebleu = pytest.importorskip("sacrebleu")
+    pytest.importorskip("rouge_score")
+    task = get_task("photos")
+    group = [s for s in get_dataset("photos") if s.kind == "caption"][:2]
+    preds = [  # per sample: the output at cut 0, then at the full model
+        ["a rocket on a pad", "a white rocket stands on its launch pad at dusk"],
+        ["an orange flower in bloom", "a close-up of an orange dahlia against a green background"],
+    ]
+    rows = [
+        {
+            "prediction": p,
+            "scores": [task.score(s, x) for x in p],
+            "agreement": [task.compare(s, p[-1], x) for x in p],
+        }
+        for s, p in zip(group, preds, strict=True)
+    ]
+    scores = exp._per_cut(task, group, rows, "scores", 2, predictions=True)
+    agreement = exp._per_cut(task, group, rows, "agreement", 2)
+    for j in range(2):
+        hyps = [p[j] for p in preds]
+        streams = [[s.references[k] for s in group] for k in range(3)]
+        assert scores["bleu"][j] == pytest.approx(sacrebleu.corpus_bleu(hyps, streams).score)
+        assert scores["bleu_sentence"][j] == pytest.approx(
+            sum(om.sentence_bleu(h, s.references) for h, s in zip(hyps, group, strict=True)) / 2
+        )
+        full = [[p[-1] for p in preds]]
+        assert agreement["bleu"][j] == pytest.approx(sacrebleu.corpus_bleu(hyps, full).score)
+    assert agreement["bleu"][-1] == 100.0 and agreement["bleu_sentence"][-1] == pytest.approx(100.0)
+    assert scores["bleu"][0] != pytest.approx(scores["bleu_sentence"][0])
+    assert "bleu_corpus" not in scores
+
+
+def test_timing_has_its_own_progress_bar(capsys):
+    adapter = tiny(MODEL)
+    task = get_task("photos")
+    samples = [s for s in get_dataset("photos") if s.kind == "single_token"][:1]
+    inputs = adapter.build_inputs([s.load_images() for s in samples], [task.prompt(s) for s in samples])
+    L = adapter.num_layers
+    out = exp.measure_timing(adapter, inputs, [0, L], "drop", repeats=1, new_tokens=2, progress=True)
+    bar = capsys.readouterr().err
+    assert "timing" in bar and "100%" in bar and "8/8" in bar  # 3 timed calls and a peak-memory run per cut
+    assert len(out["prefill_s"]) == 2
+    exp.measure_timing(adapter, inputs, [0, L], "drop", repeats=1, new_tokens=2, progress=False)
+    assert "timing" not in capsys.readouterr().err

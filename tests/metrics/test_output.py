@@ -362,3 +362,18 @@ def test_compare_reasoning(encoder):
     assert "reasoning_similarity" not in moved
     assert om.compare_reasoning("Answer: 2", "answer is two")["answer_agreement"] == 1.0
     assert om.compare_reasoning("no answer", "no answer")["answer_agreement"] == 0.0
+
+
+def test_corpus_bleu_is_sacrebleus_corpus_bleu_not_a_mean_of_sentence_bleu():
+    sacrebleu = pytest.importorskip("sacrebleu")
+    hyps = ["a man rides a bicycle down the road", "two dogs are playing in the snow", "a red car"]
+    refs = [
+        ["a man rides a red bicycle down the street", "someone cycles along a road"],
+        ["two dogs play in the snow", "dogs running through snow"],
+        ["a small red car parked by the road", "a red automobile"],
+    ]
+    streams = [[r[k] for r in refs] for k in range(2)]  # sacrebleu wants one stream per reference position
+    expected = sacrebleu.corpus_bleu(hyps, streams).score
+    assert om.corpus_bleu(hyps, refs) == pytest.approx(expected)
+    mean_sentence = sum(om.sentence_bleu(h, r) for h, r in zip(hyps, refs, strict=True)) / len(hyps)
+    assert abs(mean_sentence - expected) > 1.0  # the two figures are not interchangeable

@@ -187,3 +187,31 @@ def test_written_files_get_the_usual_mode(tmp_path):
     finally:
         os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_duplicate_ids_are_read_once_and_dropped_on_resume(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    # what two runs appending at once used to leave: every row twice
+    rows = [{"id": "a", "v": 1}, {"id": "b", "v": 2}, {"id": "a", "v": 1}, {"id": "b", "v": 3}, {"note": 0}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert len(read_jsonl(path)) == 5  # without a key, every line
+    assert read_jsonl(path, key="id") == [{"id": "a", "v": 1}, {"id": "b", "v": 2}, {"note": 0}]
+    with JsonlWriter(path) as w:
+        assert w.existing == [{"id": "a", "v": 1}, {"id": "b", "v": 2}, {"note": 0}]
+        assert w.done_ids == {"a", "b"} and len(w) == 3
+        with pytest.raises(ValueError, match="already in"):
+            w.write({"id": "a", "v": 9})
+        w.write({"id": "c", "v": 4})
+    # the resumed file holds each id once, the first row of each kept
+    assert [r.get("id") for r in read_jsonl(path)] == ["a", "b", None, "c"]
+    assert read_jsonl(path)[1]["v"] == 2
+
+
+def test_duplicates_under_a_tuple_key(tmp_path):
+    path = tmp_path / "r.jsonl"
+    rows = [{"id": "a", "layer": 1}, {"id": "a", "layer": 2}, {"id": "a", "layer": 1, "x": 0}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert read_jsonl(path, key=("id", "layer")) == rows[:2]
+    with JsonlWriter(path, key=("id", "layer")) as w:
+        assert len(w) == 2
+    assert read_jsonl(path) == rows[:2]

@@ -126,7 +126,8 @@ def test_aggregate_by_kind(photos):
     scores = [task.score(x, p) for x, p in zip(samples, preds, strict=True)]
     agg = task.aggregate(samples, scores, preds)
     assert agg["single_token"] == {"n": 2.0, "accuracy": 0.5, "exact_match": 0.5}
-    assert agg["caption"]["bleu_corpus"] == pytest.approx(100.0) and agg["caption"]["n"] == 1.0
+    assert agg["caption"]["bleu"] == pytest.approx(100.0) and agg["caption"]["n"] == 1.0
+    assert agg["caption"]["bleu_sentence"] == pytest.approx(100.0) and "bleu_corpus" not in agg["caption"]
     with pytest.raises(ValueError):
         task.aggregate(samples, scores[:1])
 

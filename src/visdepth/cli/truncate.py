@@ -176,7 +176,13 @@ def _print_summary(result: TruncateResult) -> None:
             if result.pick_rule == "stable"
             else "both first: a deeper cut may fail it; "
         )
-        + "kept: quality / full; FLOPs: prefill FLOPs / full (analytic, drop mode); *: see the notes below",
+        + "kept: quality / full; FLOPs: "
+        + (
+            "prefill FLOPs / full (analytic); "
+            if result.mode == "drop"
+            else "prefill FLOPs / full as run: mask mode computes every image token, so it saves nothing; "
+        )
+        + "*: see the notes below",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
@@ -209,6 +215,18 @@ def _print_summary(result: TruncateResult) -> None:
     )
     for note in dict.fromkeys(notes):
         console.print(f"* {note}", highlight=False)
+    if result.mode == "mask":
+        for name, summary in result.tasks.items():
+            would = [
+                f"{_ratio(p.drop_prefill_flops_ratio)} at the {label} cut {p.cut}"
+                for label, p in (("budget", summary.budget), ("VTW", summary.vtw))
+                if p.cut is not None
+            ]
+            if would:
+                console.print(
+                    f"{name}: drop mode would spend prefill FLOPs / full of " + ", ".join(would),
+                    highlight=False,
+                )
     timing = result.timing
     if timing is not None:
         summary = result.tasks[timing.task]

@@ -1,11 +1,16 @@
-"""What every experiment shares: where a run writes, the fingerprint that guards a resumed run, and the
-resumable per-sample loop (one durable JSONL row per finished item, so a killed run loses nothing)."""
+"""What every experiment shares: where a run writes (checked before anything slow, locked while a run writes
+it), the fingerprint that guards a resumed run, the resumable per-sample loop (one durable JSONL row per finished
+item, so a killed run loses nothing), and writing the results with the run's start and finish times."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +20,9 @@ from tqdm.auto import tqdm
 
 from visdepth.defaults import DEFAULT_MODEL
 from visdepth.errors import ConfigError
-from visdepth.results.io import JsonlWriter, read_jsonl, write_json
+from visdepth.results.io import JsonlWriter, read_jsonl, set_seed, write_json
+from visdepth.results.lock import RunLock
+from visdepth.results.meta import utc_now
 
 #: the config fields every experiment's per-sample numbers depend on (each adds its own)
 COMMON_FINGERPRINT_KEYS = ("model", "model_args", "device", "dtype", "seed", "chat")
@@ -40,6 +47,55 @@ def run_dir(output_path: str | Path, adapter_name: str, experiment: str) -> Path
     """``<output_path>/<model slug>/<experiment>``: one folder per model and experiment."""
     slug = adapter_name.replace("/", "__").replace(":", "-")
     return Path(output_path) / slug / experiment
+
+
+def check_output_path(output_path: str | os.PathLike[str]) -> Path:
+    """Refuse an ``--output_path`` that cannot hold a run folder, before any model is loaded: one that is (or
+    lies under) an existing file, or whose nearest existing folder cannot be written to. Creates nothing."""
+    path = Path(output_path)
+    shown = str(output_path)
+    existing = path
+    try:
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+    except OSError as err:
+        raise ConfigError(
+            f"--output_path {shown}: cannot look at {existing} ({err.strerror}); pass a folder you can write to."
+        ) from None
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under {existing}, which is a file"
+        raise ConfigError(
+            f"--output_path {shown} {where}, not a folder; pass a folder path (a missing folder is created)."
+        )
+    # a real (unnamed, self-deleting) file rather than os.access, which says yes to root and can miss
+    # read-only mounts and file systems that refuse new files (such as /sys)
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".visdepth-probe-"):
+            pass
+    except OSError as err:
+        reason = err.strerror or errno.errorcode.get(err.errno or 0, "not writable")
+        inside = "" if existing == path else f" (its nearest existing folder {existing})"
+        raise ConfigError(
+            f"--output_path {shown}{inside} cannot be written to ({reason.lower()}); pass a folder you can "
+            "write to."
+        ) from None
+    return path
+
+
+def start_run(config: ExperimentConfig) -> datetime:
+    """What every run does first, before data or a model is loaded: seed everything, check the output path;
+    returns the start time (give it to :func:`write_results`)."""
+    started_at = utc_now()
+    set_seed(config.seed)
+    check_output_path(config.output_path)
+    return started_at
+
+
+def lock_run_dir(out: Path) -> RunLock:
+    """The run folder's lock, for ``with lock_run_dir(out):`` around everything a run writes there: a second
+    run into the same folder is refused (:class:`~visdepth.results.lock.RunLockedError`) instead of appending
+    every row a second time; a killed run's lock goes with its process."""
+    return RunLock(out)
 
 
 def fingerprint(config: BaseModel, keys: Iterable[str]) -> str:
@@ -95,7 +151,7 @@ def resumable_rows(
                     writer.write(row)
                     bar.update()
                 start = end
-    by_id = {r["id"]: r for r in read_jsonl(path)}
+    by_id = {r["id"]: r for r in read_jsonl(path, key="id")}
     return [by_id[item_id(it)] for it in items if item_id(it) in by_id]
 
 
@@ -131,9 +187,14 @@ def column_stats(values: np.ndarray) -> LayerStats:
     )
 
 
-def write_results(result: Any, out: Path, figures: dict[str, Path], log_samples: bool) -> Any:
-    """Record the figures in ``result.files``, write ``results.json``, and drop ``samples.jsonl`` when
+def write_results(
+    result: Any, out: Path, figures: dict[str, Path], log_samples: bool, *, started_at: datetime
+) -> Any:
+    """Stamp ``result.meta`` with the run's start (``started_at``, from :func:`start_run`) and finish (now),
+    record the figures in ``result.files``, write ``results.json``, and drop ``samples.jsonl`` when
     ``log_samples`` is off (only once the summary is safely on disk: the rows were needed for resuming)."""
+    result.meta.started_at = started_at
+    result.meta.finish()
     result.files = {"samples": "samples.jsonl", **{k: str(p.relative_to(out)) for k, p in figures.items()}}
     if not log_samples:
         write_json(out / "results.json", result)

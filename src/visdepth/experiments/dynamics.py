@@ -50,7 +50,7 @@ from visdepth.metrics import (
     skean_entropy_choices,
 )
 from visdepth.models import VLMAdapter, load
-from visdepth.results.io import read_jsonl, set_seed
+from visdepth.results.io import read_jsonl
 from visdepth.results.meta import RunMeta, run_metadata
 
 GROUPS = ("image", "text")
@@ -448,7 +448,7 @@ def resolve_token_cloud(config: DynamicsConfig, adapter: VLMAdapter, samples: li
 
 def run(config: DynamicsConfig, adapter: VLMAdapter | None = None) -> DynamicsResult:
     """Run RQ1 on a model and data set; writes results.json, samples.jsonl and figures under the output path."""
-    set_seed(config.seed)
+    started_at = common.start_run(config)
     validate(config)
     samples = get_dataset(config.data, limit=config.limit)
     if not samples:
@@ -459,46 +459,49 @@ def run(config: DynamicsConfig, adapter: VLMAdapter | None = None) -> DynamicsRe
         adapter = load(
             config.model, device=config.device, dtype=config.dtype, seed=config.seed, **config.model_args
         )
+    adapter.check_fits(samples, chat=config.chat)  # a prompt past the context: refused before any row
     if config.token_cloud == "auto":
         config = resolve_token_cloud(config, adapter, samples)
         if config.token_cloud == "pooled":
             _require_a_pool(samples, config)
     out = run_dir(config, adapter.name)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = _measure_all(adapter, samples, config, out / "samples.jsonl", "dynamics")
-    L = adapter.num_layers
-    baseline = None
-    if config.baseline:
-        # seed + 1: a tiny model is itself a random init drawn with `seed`, and its twin must differ from it
-        twin = adapter.random_twin(seed=config.seed + 1)
-        base_rows = _measure_all(twin, samples, config, out / "samples_random_init.jsonl", "random-init twin")
-        baseline = summarise(base_rows)
-    # a pooled row lists its samples' token counts; a per-sample row is its own (rows from before cloud_tokens
-    # was recorded fall back to the counts before subsampling)
-    sample_tokens = [t for r in rows for t in r.get("sample_tokens", [r["tokens"]])]
-    cloud_tokens = [r.get("cloud_tokens", r["tokens"]) for r in rows]
-    result = DynamicsResult(
-        meta=run_metadata(
-            config=config.model_dump(),
-            choices=choices(config),
-            seed=config.seed,
-            device=adapter.device,
-            dtype=adapter.dtype,
-        ),
-        model=adapter.describe(),
-        num_layers=L,
-        layers=list(range(L + 1)),
-        depth=[layer / L for layer in range(L + 1)],
-        num_samples=len(sample_tokens),
-        tokens={g: _count_stats([t[g] for t in sample_tokens]) for g in GROUPS},
-        token_cloud=config.token_cloud,
-        pool_size=config.pool_size if config.token_cloud == "pooled" else None,
-        num_clouds=len(rows),
-        cloud_tokens={g: _count_stats([t[g] for t in cloud_tokens]) for g in GROUPS},
-        summary=summarise(rows),
-        baseline=baseline,
-    )
-    from visdepth.report.dynamics import plot_dynamics
+    with common.lock_run_dir(out):
+        rows = _measure_all(adapter, samples, config, out / "samples.jsonl", "dynamics")
+        L = adapter.num_layers
+        baseline = None
+        if config.baseline:
+            # seed + 1: a tiny model is itself a random init drawn with `seed`, and its twin must differ from it
+            twin = adapter.random_twin(seed=config.seed + 1)
+            base_rows = _measure_all(
+                twin, samples, config, out / "samples_random_init.jsonl", "random-init twin"
+            )
+            baseline = summarise(base_rows)
+        # a pooled row lists its samples' token counts; a per-sample row is its own (rows from before cloud_tokens
+        # was recorded fall back to the counts before subsampling)
+        sample_tokens = [t for r in rows for t in r.get("sample_tokens", [r["tokens"]])]
+        cloud_tokens = [r.get("cloud_tokens", r["tokens"]) for r in rows]
+        result = DynamicsResult(
+            meta=run_metadata(
+                config=config.model_dump(),
+                choices=choices(config),
+                seed=config.seed,
+                device=adapter.device,
+                dtype=adapter.dtype,
+            ),
+            model=adapter.describe(),
+            num_layers=L,
+            layers=list(range(L + 1)),
+            depth=[layer / L for layer in range(L + 1)],
+            num_samples=len(sample_tokens),
+            tokens={g: _count_stats([t[g] for t in sample_tokens]) for g in GROUPS},
+            token_cloud=config.token_cloud,
+            pool_size=config.pool_size if config.token_cloud == "pooled" else None,
+            num_clouds=len(rows),
+            cloud_tokens={g: _count_stats([t[g] for t in cloud_tokens]) for g in GROUPS},
+            summary=summarise(rows),
+            baseline=baseline,
+        )
+        from visdepth.report.dynamics import plot_dynamics
 
-    figures = plot_dynamics(result, out / "figures")
-    return common.write_results(result, out, figures, config.log_samples)
+        figures = plot_dynamics(result, out / "figures")
+        return common.write_results(result, out, figures, config.log_samples, started_at=started_at)

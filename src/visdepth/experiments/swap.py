@@ -44,7 +44,6 @@ from visdepth.interventions.substitute import (
 )
 from visdepth.metrics import output as om
 from visdepth.models import VLMAdapter, load
-from visdepth.results.io import set_seed
 from visdepth.results.meta import RunMeta, run_metadata
 from visdepth.tasks import Task, get_task
 
@@ -59,8 +58,11 @@ METRIC_LABELS = {
     "agreement": "answer agreement",
     "identical": "identical text",
     "rougeL": "ROUGE-L vs full output",
-    "bleu": "BLEU vs full output",
+    "bleu_sentence": "mean sentence BLEU vs full output",
 }
+#: summary names of row metrics whose mean is not what the plain name means elsewhere: ``bleu`` in a summary is
+#: corpus BLEU, and a cell's mean over samples of sentence BLEU is not that
+SUMMARY_NAMES = {"bleu": "bleu_sentence"}
 #: the diagonal counts as the identity when its KL stays below this (float rounding only)
 IDENTITY_KL_TOL = 1e-6
 
@@ -357,9 +359,10 @@ def summarise(
         matrices[group], curves[group], off_diagonal[group] = {}, {}, {}
         for metric in metrics:
             values = _values(rows, group, metric, n)
-            matrices[group][metric] = [[_mean(values[:, i, j]) for j in range(n)] for i in range(n)]
-            curves[group][metric] = distance_curve(values, layers, num_layers)
-            off_diagonal[group][metric] = _mean(values[:, off])
+            name = SUMMARY_NAMES.get(metric, metric)
+            matrices[group][name] = [[_mean(values[:, i, j]) for j in range(n)] for i in range(n)]
+            curves[group][name] = distance_curve(values, layers, num_layers)
+            off_diagonal[group][name] = _mean(values[:, off])
         on_diag = {m: _values(rows, group, m, n)[:, diag] for m in ("kl", "first_token", "identical")}
         identity["kl_max"] = max(identity["kl_max"], float(np.nanmax(on_diag["kl"], initial=0.0)))
         for m in ("first_token", "identical"):
@@ -371,7 +374,7 @@ def summarise(
     )
     identity["kl_tolerance"] = IDENTITY_KL_TOL
     return {
-        "metrics": metrics,
+        "metrics": [SUMMARY_NAMES.get(m, m) for m in metrics],
         "matrices": matrices,
         "curves": curves,
         "off_diagonal": off_diagonal,
@@ -423,7 +426,7 @@ def run(
 
     ``encoder`` overrides the one named by ``config.sentence_model`` (which is loaded when not given).
     """
-    set_seed(config.seed)
+    started_at = common.start_run(config)
     parse_layers(config.layers)  # syntax errors before anything slow
     groups = check_groups(config.groups)
     if config.batch_size < 1:
@@ -436,37 +439,38 @@ def run(
         adapter = load(
             config.model, device=config.device, dtype=config.dtype, seed=config.seed, **config.model_args
         )
+    adapter.check_fits(samples, [task.prompt(s) for s in samples], chat=config.chat)
     L = adapter.num_layers
     layers = resolve_layers(config.layers, L)
     if encoder is None and config.sentence_model is not None:
         encoder = om.get_sentence_encoder(config.sentence_model, device=str(adapter.device))
     out = run_dir(config, adapter.name)
-    out.mkdir(parents=True, exist_ok=True)
-    # similar budgets share a batch, so short answers do not wait for captions
-    ordered = sorted(samples, key=lambda s: budget(task, s, config))
-    rows = _measure_all(adapter, task, ordered, config, layers, encoder, out / "samples.jsonl")
-    result = SwapResult(
-        meta=run_metadata(
-            config=config.model_dump(),
-            choices=choices(config, encoder),
-            seed=config.seed,
-            device=adapter.device,
-            dtype=adapter.dtype,
-        ),
-        model=adapter.describe(),
-        task=task.describe(),
-        num_layers=L,
-        layers=layers,
-        depth=[layer / L for layer in layers],
-        groups=groups,
-        num_samples=len(rows),
-        tokens={g: float(np.mean([r["tokens"][g] for r in rows])) for g in groups},
-        **summarise(rows, layers, groups, L),
-    )
-    from visdepth.report.swap import plot_swap
+    with common.lock_run_dir(out):
+        # similar budgets share a batch, so short answers do not wait for captions
+        ordered = sorted(samples, key=lambda s: budget(task, s, config))
+        rows = _measure_all(adapter, task, ordered, config, layers, encoder, out / "samples.jsonl")
+        result = SwapResult(
+            meta=run_metadata(
+                config=config.model_dump(),
+                choices=choices(config, encoder),
+                seed=config.seed,
+                device=adapter.device,
+                dtype=adapter.dtype,
+            ),
+            model=adapter.describe(),
+            task=task.describe(),
+            num_layers=L,
+            layers=layers,
+            depth=[layer / L for layer in layers],
+            groups=groups,
+            num_samples=len(rows),
+            tokens={g: float(np.mean([r["tokens"][g] for r in rows])) for g in groups},
+            **summarise(rows, layers, groups, L),
+        )
+        from visdepth.report.swap import plot_swap
 
-    figures = plot_swap(result, out / "figures")
-    return common.write_results(result, out, figures, config.log_samples)
+        figures = plot_swap(result, out / "figures")
+        return common.write_results(result, out, figures, config.log_samples, started_at=started_at)
 
 
 __all__ = [

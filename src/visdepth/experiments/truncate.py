@@ -31,6 +31,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
+from tqdm.auto import tqdm
 
 from visdepth.compute import DecoderShape, cut_costs, measure, peak_memory
 from visdepth.data import Sample
@@ -43,7 +44,6 @@ from visdepth.interventions.truncate import truncated_generate, truncated_logits
 from visdepth.metrics import output as om
 from visdepth.models import VLMAdapter, load
 from visdepth.models.base import ModelInputs
-from visdepth.results.io import set_seed
 from visdepth.results.meta import RunMeta, run_metadata
 from visdepth.tasks import Task, get_task, score_names
 
@@ -125,9 +125,12 @@ class DepthPick(BaseModel):
     kl: float | None = Field(
         description="mean KL(full || cut): calibration set for vtw, evaluated samples else"
     )
-    prefill_flops_ratio: float | None
+    prefill_flops_ratio: float | None = Field(description="as computed in the run's mode (mask mode: 1)")
     decode_flops_ratio: float | None
     kv_cache_bytes_ratio: float | None
+    drop_prefill_flops_ratio: float | None = Field(
+        default=None, description="what drop mode computes at this cut (in a mask run: what drop would spend)"
+    )
     note: str | None = None
 
 
@@ -267,6 +270,7 @@ def _depth_pick(
         prefill_flops_ratio=at(compute["prefill_flops_ratio"]),
         decode_flops_ratio=at(compute["decode_flops_ratio"]),
         kv_cache_bytes_ratio=at(compute["kv_cache_bytes_ratio"]),
+        drop_prefill_flops_ratio=at(compute["drop_prefill_flops_ratio"]),
         note=note,
     )
 
@@ -466,27 +470,52 @@ def _per_cut(
     ncuts: int,
     predictions: bool = False,
 ) -> dict[str, list[float | None]]:
-    """``task.aggregate`` of the rows' ``key`` dicts (scores or agreement) at every cut: name -> value per cut
-    (corpus BLEU of captions included when ``predictions``)."""
+    """``task.aggregate`` of the rows' ``key`` dicts (scores or agreement) at every cut: name -> value per cut.
+
+    ``bleu`` is corpus BLEU over the group's samples at each cut and ``bleu_sentence`` the mean of their sentence
+    BLEU: scores (``predictions``) against the references, agreement against the full model's outputs.
+    """
     kind = task.kind_of(group[0])
     per_cut = []
     for j in range(ncuts):
         preds = [r["prediction"][j] for r in rows] if predictions else None
         summary = task.aggregate(group, [r[key][j] for r in rows], preds)[kind]
         summary.pop("n")
+        if not predictions and "bleu_sentence" in summary:
+            summary["bleu"] = _corpus_bleu_vs_full(rows, j)
         per_cut.append(summary)
     names = dict.fromkeys(k for s in per_cut for k in s)
     return {k: [s.get(k) for s in per_cut] for k in names}
 
 
-def summarise_compute(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+def _corpus_bleu_vs_full(rows: list[dict[str, Any]], j: int) -> float:
+    """Corpus BLEU of the outputs at cut index ``j`` against the full model's (the last cut): 100 when every
+    output is the full model's, which sacrebleu scores 0 on short or empty texts (too few 4-grams)."""
+    hyps = [str(r["prediction"][j]).strip() for r in rows]
+    refs = [str(r["prediction"][-1]).strip() for r in rows]
+    if hyps == refs:
+        return 100.0
+    return om.corpus_bleu(hyps, [[ref] for ref in refs])
+
+
+def summarise_compute(rows: list[dict[str, Any]], mode: str = "drop") -> dict[str, list[float]]:
     """Mean analytic cost per cut over samples, and its ratio to the full model's mean (the share of the total
-    compute of these samples that a cut spends)."""
+    compute of these samples that a cut spends), as computed in ``mode``.
+
+    Rows hold what drop mode computes at each cut (image tokens gone from block l_c on). Mask mode still
+    computes every image token in every block, so its cost is the full model's at every cut: ratio 1, nothing
+    saved. ``drop_<cost>`` and ``drop_<cost>_ratio`` always give the drop-mode figures (in a mask run: what
+    drop mode would save)."""
     out: dict[str, list[float]] = {}
+    drop: dict[str, np.ndarray] = {}
     for key in COST_KEYS:
-        mean = np.mean([r["compute"][key] for r in rows], axis=0)
-        out[key] = mean.tolist()
-        out[f"{key}_ratio"] = (mean / mean[-1]).tolist()
+        drop[key] = np.mean([r["compute"][key] for r in rows], axis=0)
+        spent = drop[key] if mode == "drop" else np.full_like(drop[key], drop[key][-1])
+        out[key] = spent.tolist()
+        out[f"{key}_ratio"] = (spent / spent[-1]).tolist()
+    for key in COST_KEYS:
+        out[f"drop_{key}"] = drop[key].tolist()
+        out[f"drop_{key}_ratio"] = (drop[key] / drop[key][-1]).tolist()
     return out
 
 
@@ -519,7 +548,7 @@ def summarise_task(
         scores = _per_cut(task, group, kind_rows, "scores", ncuts, predictions=True)
         main = score_names(kind, task.answer_metric)[0] if kind != "open" else None
         quality = scores.get(main) if main else None
-        compute = summarise_compute(kind_rows)
+        compute = summarise_compute(kind_rows, config.mode)
         kl = _kl_stats(kind_rows)
         pick = None
         if quality is not None:
@@ -547,7 +576,7 @@ def summarise_task(
         float(np.mean(vals)) if (vals := [m[j] for m in mains if m[j] is not None]) else None
         for j in range(ncuts)
     ]
-    compute = summarise_compute(rows)
+    compute = summarise_compute(rows, config.mode)
     kl = _kl_stats(rows)
     return TaskSummary(
         task=task.describe(),
@@ -577,13 +606,15 @@ def measure_timing(
     mode: str,
     repeats: int,
     new_tokens: int = TIMING_NEW_TOKENS,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Median prefill latency, per-token decode latency and peak memory of generation, per cut, in ``mode``.
 
     Prefill: one forward pass of the prompt (vision encoder included, the same at every cut). Decode per token:
     ``(t(n new tokens) - t(1)) / (n - 1)`` with generation forced to ``n`` tokens, so the prefill cancels out.
     Repeats go round-robin over the cuts (each call warmed up once), so a machine whose load drifts during the
-    measurement slows every cut alike instead of a few.
+    measurement slows every cut alike instead of a few. A progress bar (off with ``progress=False``) counts the
+    timed measurements, then the peak-memory runs.
     """
     device = adapter.device
 
@@ -600,13 +631,21 @@ def measure_timing(
     fns = {cut: calls(cut) for cut in cuts}
     times: dict[int, dict[str, list[float]]] = {cut: {k: [] for k in fns[cut]} for cut in cuts}
     clock = ""
-    for r in range(repeats):
+    total = repeats * sum(len(f) for f in fns.values()) + len(cuts)
+    with tqdm(total=total, desc="timing", disable=not progress, unit="call") as bar:
+        for r in range(repeats):
+            for cut in cuts:
+                for key, fn in fns[cut].items():
+                    bar.set_postfix_str(f"cut {cut} {key}", refresh=False)
+                    timing = measure(fn, device, repeats=1, warmup=int(r == 0))
+                    times[cut][key].append(timing.median_s)
+                    clock = timing.clock
+                    bar.update()
+        peaks = []
         for cut in cuts:
-            for key, fn in fns[cut].items():
-                timing = measure(fn, device, repeats=1, warmup=int(r == 0))
-                times[cut][key].append(timing.median_s)
-                clock = timing.clock
-    peaks = [peak_memory(fns[cut]["many"], device) for cut in cuts]
+            bar.set_postfix_str(f"cut {cut} peak memory", refresh=False)
+            peaks.append(peak_memory(fns[cut]["many"], device))
+            bar.update()
     prefill, one, many = ([statistics.median(times[c][k]) for c in cuts] for k in ("prefill", "one", "many"))
     decode = [(m - o) / (new_tokens - 1) for m, o in zip(many, one, strict=True)]
     return {
@@ -687,8 +726,9 @@ def choices(
             "out (the same at every cut). Prefill: the prompt; decode: the first decoding step after it; KV "
             "cache: the prompt's keys and values at the model's dtype width. Mean over samples; ratios are "
             "mean at the cut / mean at L.",
-            "mask_mode": "mask mode computes every image position in every block: its real cost is the full "
-            "model's at every cut; the analytic figures describe what drop mode computes",
+            "mask_mode": "mask mode computes every image position in every block: its cost (compute, the "
+            "*_ratio fields and the depth picks' ratios) is the full model's at every cut, ratio 1, nothing "
+            "saved; the drop_* fields give what drop mode computes (in a mask run: what drop would save)",
             "measured": "medians over repeats on the first batch of the first task (prefill: one forward pass; "
             f"decode per token: (t({TIMING_NEW_TOKENS} tokens) - t(1 token)) / {TIMING_NEW_TOKENS - 1}; peak "
             "memory of the longer generation) in the chosen mode; drop mode is where latency drops"
@@ -705,7 +745,7 @@ def run_dir(config: TruncateConfig, adapter_name: str) -> Path:
 
 def run(config: TruncateConfig, adapter: VLMAdapter | None = None) -> TruncateResult:
     """Run RQ3 on a model and tasks; writes results.json, samples.jsonl and figures under the output path."""
-    set_seed(config.seed)
+    started_at = common.start_run(config)
     validate(config)
     # keyed by the name as given: "shapes" and "shapes:train" are two tasks of one Task.name
     tasks = {name: get_task(name) for name in dict.fromkeys(n.strip() for n in config.tasks)}
@@ -722,64 +762,71 @@ def run(config: TruncateConfig, adapter: VLMAdapter | None = None) -> TruncateRe
         extra, calibration[name] = calibration_samples(task, samples[name], config.calibration)
         if extra is not None:
             items += _items(name, task, extra, "calibration")
+    # a prompt past the model's context is refused here, before any row is measured
+    adapter.check_fits(
+        [it.sample for it in items], [tasks[it.task].prompt(it.sample) for it in items], chat=config.chat
+    )
     uses_encoder = any(it.kind in ENCODER_KINDS for it in items if it.role == "eval")
     out = run_dir(config, adapter.name)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "samples.jsonl"
-    ctx = Context(adapter, config, tasks, cuts)
-    all_rows = common.resumable_rows(
-        path,
-        items,
-        config_fingerprint=config.fingerprint(),
-        # like items (task, role, kind) share a batch
-        measure_batch=lambda batch: measure_batch(ctx, batch),
-        batch_size=config.batch_size,
-        bucket=lambda item: item.bucket,
-        label="truncate",
-        progress=config.progress,
-    )
-    by_id = {r["id"]: r for r in all_rows}
-    summaries: dict[str, TaskSummary] = {}
-    for name, task in tasks.items():
-        rows = [by_id[f"{name}/{s.id}"] for s in samples[name]]
-        if calibration[name]["source"] == "train split":
-            cal_rows = [r for r in all_rows if r["task"] == name and r["role"] == "calibration"]
-        else:
-            cal_rows = rows[: calibration[name]["n"]]
-        calibration[name]["samples"] = [r["sample"] for r in cal_rows]
-        summaries[name] = summarise_task(task, samples[name], rows, cal_rows, calibration[name], config, cuts)
-    timing = None
-    if config.timing:
-        first = next(iter(tasks))
-        subset = samples[first][: config.batch_size]
-        inputs = ctx.build(tasks[first], subset)
-        timing = TimingSummary(
-            task=first,
-            samples=[s.id for s in subset],
-            **measure_timing(adapter, inputs, cuts, config.mode, config.timing_repeats),
+    with common.lock_run_dir(out):
+        path = out / "samples.jsonl"
+        ctx = Context(adapter, config, tasks, cuts)
+        all_rows = common.resumable_rows(
+            path,
+            items,
+            config_fingerprint=config.fingerprint(),
+            # like items (task, role, kind) share a batch
+            measure_batch=lambda batch: measure_batch(ctx, batch),
+            batch_size=config.batch_size,
+            bucket=lambda item: item.bucket,
+            label="truncate",
+            progress=config.progress,
         )
-    L = adapter.num_layers
-    result = TruncateResult(
-        meta=run_metadata(
-            config=config.model_dump(),
-            choices=choices(config, tasks, calibration, ctx.encoder if uses_encoder else None),
-            seed=config.seed,
-            device=adapter.device,
-            dtype=adapter.dtype,
-        ),
-        model=adapter.describe(),
-        num_layers=L,
-        cuts=cuts,
-        depth=[c / L for c in cuts],
-        mode=config.mode,
-        budget=config.budget,
-        vtw_threshold=config.vtw_threshold,
-        pick_rule=config.pick_rule,
-        tasks=summaries,
-        timing=timing,
-    )
-    from visdepth.report.truncate import plot_truncate
+        by_id = {r["id"]: r for r in all_rows}
+        summaries: dict[str, TaskSummary] = {}
+        for name, task in tasks.items():
+            rows = [by_id[f"{name}/{s.id}"] for s in samples[name]]
+            if calibration[name]["source"] == "train split":
+                cal_rows = [r for r in all_rows if r["task"] == name and r["role"] == "calibration"]
+            else:
+                cal_rows = rows[: calibration[name]["n"]]
+            calibration[name]["samples"] = [r["sample"] for r in cal_rows]
+            summaries[name] = summarise_task(
+                task, samples[name], rows, cal_rows, calibration[name], config, cuts
+            )
+        timing = None
+        if config.timing:
+            first = next(iter(tasks))
+            subset = samples[first][: config.batch_size]
+            inputs = ctx.build(tasks[first], subset)
+            timing = TimingSummary(
+                task=first,
+                samples=[s.id for s in subset],
+                **measure_timing(
+                    adapter, inputs, cuts, config.mode, config.timing_repeats, progress=config.progress
+                ),
+            )
+        L = adapter.num_layers
+        result = TruncateResult(
+            meta=run_metadata(
+                config=config.model_dump(),
+                choices=choices(config, tasks, calibration, ctx.encoder if uses_encoder else None),
+                seed=config.seed,
+                device=adapter.device,
+                dtype=adapter.dtype,
+            ),
+            model=adapter.describe(),
+            num_layers=L,
+            cuts=cuts,
+            depth=[c / L for c in cuts],
+            mode=config.mode,
+            budget=config.budget,
+            vtw_threshold=config.vtw_threshold,
+            pick_rule=config.pick_rule,
+            tasks=summaries,
+            timing=timing,
+        )
+        from visdepth.report.truncate import plot_truncate
 
-    figures = plot_truncate(result, out / "figures")
-    result.meta.finish()
-    return common.write_results(result, out, figures, config.log_samples)
+        figures = plot_truncate(result, out / "figures")
+        return common.write_results(result, out, figures, config.log_samples, started_at=started_at)

@@ -186,11 +186,38 @@ def _scan_jsonl(data: bytes, shown: str) -> tuple[list[dict[str, Any]], int, boo
     return rows, len(data), missing_newline
 
 
-def read_jsonl(path: PathLike) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a truncated last line (from a killed run) is ignored, blank lines skipped."""
+def _key_of(row: Mapping[str, Any], key: Key) -> Any:
+    """The id of a row under ``key`` (strings; a tuple of strings for a tuple key), None when it has none."""
+    if isinstance(key, str):
+        return None if row.get(key) is None else str(row[key])
+    if any(row.get(k) is None for k in key):
+        return None
+    return tuple(str(row[k]) for k in key)
+
+
+def unique_rows(rows: Iterable[dict[str, Any]], key: Key = "id") -> list[dict[str, Any]]:
+    """``rows`` with only the first row of each id kept (rows without the id are all kept), in order."""
+    seen: set[Any] = set()
+    out = []
+    for row in rows:
+        k = _key_of(row, key)
+        if k is not None:
+            if k in seen:
+                continue
+            seen.add(k)
+        out.append(row)
+    return out
+
+
+def read_jsonl(path: PathLike, *, key: Key | None = None) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; a truncated last line (from a killed run) is ignored, blank lines skipped.
+
+    With ``key`` (``"id"``, or a tuple of fields), only the first row of each id is kept: a file written by two
+    runs at once (before runs locked their folder) may hold a sample twice.
+    """
     path = Path(path)
     rows, _, _ = _scan_jsonl(path.read_bytes(), str(path))
-    return rows
+    return rows if key is None else unique_rows(rows, key)
 
 
 class JsonlWriter:
@@ -198,7 +225,8 @@ class JsonlWriter:
 
     With ``resume=True`` (default) an existing file is kept: its rows are in :attr:`existing` and their ids in
     :attr:`done_ids`, so the caller skips finished samples; a half-written last line left by a kill is cut off
-    the file before appending. With ``resume=False`` the file starts empty.
+    the file before appending, and rows repeating an earlier row's id are dropped from it (the first is kept),
+    so a resumed file holds each id once. With ``resume=False`` the file starts empty.
 
     ``key`` names the field that identifies a row (``"id"``), or a tuple of fields for rows keyed by several
     values (``("id", "layer")``); ids are compared as strings, tuples of strings for a tuple key. Each row is
@@ -235,14 +263,15 @@ class JsonlWriter:
                 f.write(b"\n")
                 f.flush()
                 os.fsync(f.fileno())
-        self.existing = rows
+        unique = unique_rows(rows, self.key)
+        if len(unique) < len(rows):
+            # duplicates (two runs appended at once): rewrite the file with each id once, atomically
+            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in unique)
+            write_text_atomic(self.path, text)
+        self.existing = unique
 
     def _key_of(self, row: Mapping[str, Any]) -> Any:
-        if isinstance(self.key, str):
-            return None if row.get(self.key) is None else str(row[self.key])
-        if any(row.get(k) is None for k in self.key):
-            return None
-        return tuple(str(row[k]) for k in self.key)
+        return _key_of(row, self.key)
 
     def is_done(self, key: Any) -> bool:
         """Whether a row with this id (or tuple of ids) is already in the file."""

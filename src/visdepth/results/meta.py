@@ -169,11 +169,13 @@ def run_metadata(
     seed: int | None = None,
     device: Any = "cpu",
     dtype: Any = None,
+    started_at: datetime | None = None,
 ) -> RunMeta:
     """Collect the provenance of a run.
 
     ``config`` is the full configuration (a dict or pydantic model); ``choices`` the open choices of PAPER.md the
-    experiment made; ``device`` and ``dtype`` accept torch objects or strings.
+    experiment made; ``device`` and ``dtype`` accept torch objects or strings; ``started_at`` is when the run
+    began (default: now; metadata is collected at the end of a run, so a run passes the time it started).
     """
     from visdepth.results.io import to_jsonable  # JSON-safe copies, so the record always serialises
 
@@ -191,7 +193,7 @@ def run_metadata(
         cuda=cuda_version(),
         dtype=_dtype_str(dtype),
         seed=None if seed is None else int(seed),
-        started_at=utc_now(),
+        started_at=started_at or utc_now(),
         command=list(sys.argv),
         config=to_jsonable(config or {}),
         choices=to_jsonable(choices or {}),

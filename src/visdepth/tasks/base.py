@@ -15,7 +15,8 @@ Scores per kind (the first key is the main score):
 ``exact_match``      the task's ``answer_metric`` (``exact_match``, ``vqa_accuracy`` or ``relaxed_accuracy``),
                      then ``exact_match``
 ``caption``          ``rougeL`` (F1, best reference), ``bleu`` (sentence BLEU, 0-100), ``similarity`` (with an
-                     encoder); :meth:`Task.aggregate` adds corpus BLEU
+                     encoder); :meth:`Task.aggregate` names their mean ``bleu_sentence`` and gives corpus BLEU
+                     as ``bleu``
 ``reasoning``        ``answer_accuracy`` (final answer after the answer phrase), ``answer_found``,
                      ``reasoning_rougeL`` (against a reference chain of thought in ``meta["reasoning"]``)
 ``open``             nothing: such samples are only compared with the full model (:meth:`Task.compare`)
@@ -432,7 +433,8 @@ class Task:
         predictions: Sequence[str] | None = None,
     ) -> dict[str, dict[str, float]]:
         """Mean of every score per kind (``n`` counts the samples; a key missing from some rows is averaged
-        over the rows that have it); caption groups get ``bleu_corpus`` when ``predictions`` are given."""
+        over the rows that have it). The mean of the rows' sentence BLEU is named ``bleu_sentence``; ``bleu``
+        is corpus BLEU (what papers report), given to caption groups when ``predictions`` are given."""
         if len(samples) != len(scores) or (predictions is not None and len(predictions) != len(samples)):
             raise ValueError("give one score dict (and one prediction) per sample")
         out: dict[str, dict[str, float]] = {}
@@ -442,11 +444,12 @@ class Task:
             summary: dict[str, float] = {"n": float(len(idx))}
             for k in keys:
                 vals = [float(scores[i][k]) for i in idx if k in scores[i]]
-                summary[k] = sum(vals) / len(vals)
+                # a mean of sentence BLEU is not corpus BLEU: keep the name "bleu" for the corpus figure
+                summary["bleu_sentence" if k == "bleu" else k] = sum(vals) / len(vals)
             if kind == "caption" and predictions is not None:
                 refs = [self._references(samples[i]) for i in idx]
                 if all(refs):
-                    summary["bleu_corpus"] = om.corpus_bleu([str(predictions[i]).strip() for i in idx], refs)
+                    summary["bleu"] = om.corpus_bleu([str(predictions[i]).strip() for i in idx], refs)
             out[kind] = summary
         return out
 
