@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from visdepth.cli import dynamics, info, swap, truncate
+from visdepth.cli import dynamics, info, report, swap, truncate
 
 app = typer.Typer(
     name="visdepth",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.command("dynamics")(dynamics.command)
 app.command("swap")(swap.command)
 app.command("truncate")(truncate.command)
+app.command("report")(report.command)
 app.command("models")(info.models)
 app.command("datasets")(info.datasets)
 

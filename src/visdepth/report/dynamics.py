@@ -8,6 +8,7 @@ baseline, when measured, is drawn dashed in the same colours.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from visdepth.report.labels import model_label  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     from visdepth.experiments.dynamics import DynamicsResult, LayerStats
@@ -65,18 +68,21 @@ def _clouds(result: DynamicsResult) -> str:
     return f"{result.num_samples} samples in {pools} pools of <= {result.pool_size} (median, IQR band over pools)"
 
 
-def plot_dynamics(result: DynamicsResult, folder: Path) -> dict[str, Path]:
-    """Write one PNG per metric plus an overview grid; returns {name: path}."""
-    from visdepth.experiments.dynamics import METRICS
+def plot_dynamics(
+    result: DynamicsResult, folder: Path, metrics: Sequence[str] | None = None
+) -> dict[str, Path]:
+    """Write one PNG per metric (``metrics``, default all) plus an overview grid; returns {name: path}."""
+    from visdepth.experiments.dynamics import METRIC_LABELS, METRICS
 
     folder.mkdir(parents=True, exist_ok=True)
-    title = f"{result.model['name']} · L = {result.num_layers} · {_clouds(result)}"
+    model = model_label(result.model)
+    title = f"{model} · L = {result.num_layers} · {_clouds(result)}"
     paths: dict[str, Path] = {}
-    for metric in METRICS:
+    for metric in METRICS if metrics is None else metrics:
         fig, ax = plt.subplots(figsize=(5, 3.6), dpi=150)
         _panel(ax, result, metric)
         ax.legend(fontsize=7, frameon=False)
-        ax.set_title(result.model["name"], fontsize=9)
+        ax.set_title(f"{model} · {METRIC_LABELS.get(metric, metric)}", fontsize=9)
         fig.tight_layout()
         paths[f"figure_{metric}"] = folder / f"{metric}.png"
         fig.savefig(paths[f"figure_{metric}"])

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from visdepth.report.dynamics import COLOURS as SHARED_COLOURS  # noqa: E402  (image/text colours of every figure)
+from visdepth.report.labels import model_label  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     from visdepth.experiments.swap import SwapResult
@@ -34,6 +35,8 @@ HEATMAP_METRICS = ("similarity", "first_token", "kl")
 CURVE_METRICS = ("similarity", "first_token", "kl")
 #: bounded scores share a fixed 0..1 scale; KL is scaled to its largest value
 BOUNDED = {"similarity", "first_token", "agreement", "identical"}
+#: an unbounded metric's colour scale ends at this percentile of its off-diagonal cells (larger ones saturate)
+ROBUST_PERCENTILE = 90
 
 
 def _matrix(values: list[list[float | None]]) -> np.ndarray:
@@ -57,6 +60,26 @@ def group_label(result: SwapResult, group: str) -> str:
     return f"{GROUP_LABELS.get(group, group)} swapped" + (f" (~{n:.0f}/sample)" if n is not None else "")
 
 
+def robust_top(mats: list[np.ndarray], q: float = ROBUST_PERCENTILE) -> float:
+    """Top of an unbounded metric's colour scale: the ``q``-th percentile of the off-diagonal values of every
+    panel (the diagonal is the unmodified model, 0 by construction), so one dominating cell cannot wash out the
+    rest; the largest value when the percentile is 0, and 1 when everything is 0."""
+    values = np.concatenate(
+        [
+            m[~np.eye(*m.shape, dtype=bool)] if m.ndim == 2 and m.shape[0] == m.shape[1] else m.ravel()
+            for m in mats
+        ]
+        or [np.zeros(0)]
+    )
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 1.0
+    top = float(np.percentile(values, q, method="lower"))  # an actual cell value, even on a small grid
+    if top <= 0:
+        top = float(values.max())
+    return top if top > 0 else 1.0
+
+
 def _heatmap(result: SwapResult, metric: str, folder: Path) -> Path:
     from visdepth.experiments.swap import METRIC_LABELS
 
@@ -66,8 +89,13 @@ def _heatmap(result: SwapResult, metric: str, folder: Path) -> Path:
         lo = min(0.0, *(float(np.nanmin(m)) for m in mats if np.isfinite(m).any()))
         vmin, vmax, cmap = lo, 1.0, "viridis"
     else:
-        top = max([float(np.nanmax(m)) for m in mats if np.isfinite(m).any()] or [1.0])
-        vmin, vmax, cmap = 0.0, top if top > 0 else 1.0, "magma_r"
+        vmin, vmax, cmap = 0.0, robust_top(mats), "magma_r"
+    # cells above the scale's top saturate; the colour bar says so with an arrow (its numbers stay printed)
+    extend = (
+        "max"
+        if any(np.nanmax(m, initial=0.0) > vmax * (1 + 1e-9) for m in mats if np.isfinite(m).any())
+        else "neither"
+    )
     n = len(result.layers)
     fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups) + 1.0, 4.4), dpi=150, squeeze=False)
     image = None
@@ -77,7 +105,7 @@ def _heatmap(result: SwapResult, metric: str, folder: Path) -> Path:
             for i in range(n):
                 for j in range(n):
                     if np.isfinite(mat[i, j]):
-                        shade = (mat[i, j] - vmin) / (vmax - vmin or 1.0)
+                        shade = min(1.0, (mat[i, j] - vmin) / (vmax - vmin or 1.0))
                         dark = shade > 0.5 if cmap == "magma_r" else shade < 0.5
                         ax.text(
                             j, i, f"{mat[i, j]:.2g}", ha="center", va="center", fontsize=6.5,
@@ -87,10 +115,12 @@ def _heatmap(result: SwapResult, metric: str, folder: Path) -> Path:
         ax.set_xlabel("$l_b / L$  (depth of every other position)")
         ax.set_title(group_label(result, group), fontsize=10, color=COLOURS.get(group, "black"))
     axes[0][0].set_ylabel("$l_a / L$  (depth of the swapped states)")
-    bar = fig.colorbar(image, ax=list(axes[0]), shrink=0.85, pad=0.02)
-    bar.set_label(METRIC_LABELS.get(metric, metric))
+    bar = fig.colorbar(image, ax=list(axes[0]), shrink=0.85, pad=0.02, extend=extend)
+    bar.set_label(
+        METRIC_LABELS.get(metric, metric) + (f" (scale clipped at {vmax:.3g})" if extend == "max" else "")
+    )
     fig.suptitle(
-        f"{result.model['name']} · L = {result.num_layers} · {result.num_samples} samples · "
+        f"{model_label(result.model)} · L = {result.num_layers} · {result.num_samples} samples · "
         f"{METRIC_LABELS.get(metric, metric)}",
         fontsize=10,
     )
@@ -131,7 +161,7 @@ def _curves(result: SwapResult, metrics: list[str], folder: Path) -> Path:
     ncol = len(labels) if len(labels) <= 4 else (len(labels) + 1) // 2
     fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, fontsize=8)
     fig.suptitle(
-        f"{result.model['name']} · L = {result.num_layers} · {result.num_samples} samples "
+        f"{model_label(result.model)} · L = {result.num_layers} · {result.num_samples} samples "
         "(mean over samples and pairs)",
         fontsize=10,
     )

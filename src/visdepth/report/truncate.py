@@ -19,6 +19,8 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from visdepth.report.labels import model_label, shorten  # noqa: E402
+
 if TYPE_CHECKING:  # pragma: no cover
     from visdepth.experiments.truncate import TaskSummary, TruncateResult
 
@@ -57,7 +59,9 @@ def pareto(cost: Sequence[float], quality: Sequence[float | None]) -> list[bool]
 
 
 def _title(result: TruncateResult, task: str, what: str) -> str:
-    return f"{result.model['name']} · {task} · {what}\nL = {result.num_layers}, {result.mode} mode"
+    return (
+        f"{model_label(result.model)} · {shorten(task)} · {what}\nL = {result.num_layers}, {result.mode} mode"
+    )
 
 
 def _depth_axis(ax) -> None:
@@ -124,21 +128,35 @@ def _frontier(
     ax.plot(np.asarray(cost)[front], q[front], color=colour, lw=2, label="Pareto front (filled points)")
 
 
+def flops_axis(result: TruncateResult) -> tuple[str, str]:
+    """The compute key a frontier is drawn against and its axis label: drop mode's analytic prefill FLOP ratio,
+    labelled as what drop mode would spend in a mask run (which computes every image token: saves nothing)."""
+    if result.mode == "drop":
+        return "drop_prefill_flops_ratio", "prefill FLOPs / full model's (analytic, drop mode)"
+    return "drop_prefill_flops_ratio", "prefill FLOPs / full if run in drop mode (this mask run saves none)"
+
+
+def _compute(compute: dict[str, list[float]], key: str) -> list[float]:
+    # results written before the drop_* keys existed held drop-mode figures under the plain names
+    return compute.get(key) or compute[key.removeprefix("drop_")]
+
+
 def plot_frontier(result: TruncateResult, name: str, summary: TaskSummary, path: Path) -> Path:
-    """Task quality against the analytic prefill FLOP ratio (and measured prefill latency for the timed task);
-    points labelled with their cut; thin lines: each kind against its own FLOP ratio."""
+    """Task quality against the analytic prefill FLOP ratio of drop mode (and measured prefill latency for the
+    timed task); points labelled with their cut; thin lines: each kind against its own FLOP ratio."""
     timed = result.timing is not None and result.timing.task == name
     fig, axes = plt.subplots(
         1, 2 if timed else 1, figsize=(11.5 if timed else 6.4, 4.4), dpi=150, squeeze=False
     )
     ax = axes[0, 0]
+    key, label = flops_axis(result)
     for kind, ks in summary.kinds.items():
         if ks.main_score is not None and len(summary.kinds) > 1:
             colour = KIND_COLOURS.get(kind, TASK_COLOUR)
-            ax.plot(ks.compute["prefill_flops_ratio"], _arr(ks.scores[ks.main_score]), color=colour, lw=1,
+            ax.plot(_compute(ks.compute, key), _arr(ks.scores[ks.main_score]), color=colour, lw=1,
                     alpha=0.6, marker=".", label=kind)  # fmt: skip
-    _frontier(ax, summary.compute["prefill_flops_ratio"], summary.quality, result.cuts, TASK_COLOUR)
-    ax.set_xlabel("prefill FLOPs / full model's (analytic, drop mode)")
+    _frontier(ax, _compute(summary.compute, key), summary.quality, result.cuts, TASK_COLOUR)
+    ax.set_xlabel(label)
     ax.set_ylabel("task quality (mean of kinds' main scores)")
     ax.grid(alpha=0.3)
     _legend_below(ax)
