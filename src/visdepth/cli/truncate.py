@@ -25,7 +25,7 @@ from visdepth.defaults import DEFAULT_DATASET_NAME, DEFAULT_MODEL
 from visdepth.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from visdepth.experiments.truncate import DepthPick, TruncateResult
+    from visdepth.results.schemas.truncate import DepthPick, TruncateResult
 
 
 def parse_cuts(text: str) -> str | list[int]:

@@ -23,6 +23,7 @@ from visdepth.errors import ConfigError
 from visdepth.results.io import JsonlWriter, read_jsonl, set_seed, write_json
 from visdepth.results.lock import RunLock
 from visdepth.results.meta import utc_now
+from visdepth.results.schemas.common import LayerStats
 
 #: the config fields every experiment's per-sample numbers depend on (each adds its own)
 COMMON_FINGERPRINT_KEYS = ("model", "model_args", "device", "dtype", "seed", "chat")
@@ -153,17 +154,6 @@ def resumable_rows(
                 start = end
     by_id = {r["id"]: r for r in read_jsonl(path, key="id")}
     return [by_id[item_id(it)] for it in items if item_id(it) in by_id]
-
-
-class LayerStats(BaseModel):
-    """One metric of one group across depth: per-layer statistics over samples (NaN-aware)."""
-
-    mean: list[float | None]
-    std: list[float | None]
-    median: list[float | None]
-    q25: list[float | None]
-    q75: list[float | None]
-    count: list[int]
 
 
 def column_stats(values: np.ndarray) -> LayerStats:

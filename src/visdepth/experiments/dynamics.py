@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from visdepth.data import Sample, get_dataset, load_images
 from visdepth.defaults import DEFAULT_DATASET_NAME
@@ -51,32 +51,9 @@ from visdepth.metrics import (
 )
 from visdepth.models import VLMAdapter, load
 from visdepth.results.io import read_jsonl
-from visdepth.results.meta import RunMeta, run_metadata
+from visdepth.results.meta import run_metadata
+from visdepth.results.schemas.dynamics import GROUPS, METRICS, DynamicsResult
 
-GROUPS = ("image", "text")
-#: per-layer metrics written for every group; ``depth_curvature`` is undefined at layers 0 and 1 (NaN there)
-METRICS = (
-    "entropy",
-    "entropy_norm",
-    "id_twonn",
-    "id_mle",
-    "norm",
-    "depth_curvature",
-    "seq_curvature",
-    "cka_prev",
-    "cos_prev",
-)
-METRIC_LABELS = {
-    "entropy": "matrix entropy (nats)",
-    "entropy_norm": "normalised matrix entropy",
-    "id_twonn": "intrinsic dimension (TwoNN)",
-    "id_mle": "intrinsic dimension (MLE)",
-    "norm": "mean token L2 norm",
-    "depth_curvature": "curvature across depth (rad)",
-    "seq_curvature": "curvature along tokens (rad)",
-    "cka_prev": "linear CKA with layer l-1",
-    "cos_prev": "cosine with own state at l-1",
-}
 #: metrics that run along one token sequence: in a pooled cloud they are measured per sample and averaged
 PER_SEQUENCE_METRICS = ("seq_curvature",)
 #: metrics measured on a token cloud as a whole (per sample, or on the pooled cloud)
@@ -143,26 +120,6 @@ class DynamicsConfig(common.ExperimentConfig):
         """
         pooled = self.token_cloud == "pooled"
         return fingerprint(self, [k for k in FINGERPRINT_KEYS if pooled or k not in POOL_KEYS])
-
-
-class DynamicsResult(BaseModel):
-    meta: RunMeta
-    model: dict[str, Any]
-    num_layers: int
-    layers: list[int]
-    depth: list[float]
-    num_samples: int
-    #: tokens per sample and group before subsampling: mean, min, max over samples
-    tokens: dict[str, LayerStats | dict[str, float]]
-    token_cloud: Literal["per_sample", "pooled"] = "per_sample"
-    pool_size: int | None = None
-    #: rows the summary is over: samples (per_sample) or pools (pooled)
-    num_clouds: int | None = None
-    #: tokens per measured cloud and group (after max_tokens and pooling): mean, min, max over clouds
-    cloud_tokens: dict[str, dict[str, float]] = Field(default_factory=dict)
-    summary: dict[str, dict[str, LayerStats]]
-    baseline: dict[str, dict[str, LayerStats]] | None = None
-    files: dict[str, str] = Field(default_factory=dict)
 
 
 def measure_group(

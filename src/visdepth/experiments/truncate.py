@@ -26,11 +26,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 from tqdm.auto import tqdm
 
 from visdepth.compute import DecoderShape, cut_costs, measure, peak_memory
@@ -44,7 +44,16 @@ from visdepth.interventions.truncate import truncated_generate, truncated_logits
 from visdepth.metrics import output as om
 from visdepth.models import VLMAdapter, load
 from visdepth.models.base import ModelInputs
-from visdepth.results.meta import RunMeta, run_metadata
+from visdepth.results.meta import run_metadata
+from visdepth.results.schemas.truncate import (
+    PICK_RULES,
+    DepthPick,
+    KindSummary,
+    PickRule,
+    TaskSummary,
+    TimingSummary,
+    TruncateResult,
+)
 from visdepth.tasks import Task, get_task, score_names
 
 #: kinds read off the first next-token distribution of the sweep; the others generate per cut
@@ -57,8 +66,6 @@ DEFAULT_VTW_THRESHOLD = 0.05
 #: tokens generated per timed generation: the decode latency is (t(n) - t(1)) / (n - 1)
 TIMING_NEW_TOKENS = 16
 #: how a depth pick reads a criterion on a curve that need not be monotone in the cut
-PickRule = Literal["stable", "first"]
-PICK_RULES: tuple[str, ...] = get_args(PickRule)
 PICK_RULE_TEXT = {
     "stable": "the shallowest evaluated cut that meets the criterion with every deeper evaluated cut meeting it "
     "too (stable from there on: a deeper cut that fails it moves the pick past that cut)",
@@ -111,86 +118,6 @@ class TruncateConfig(common.ExperimentConfig):
     def fingerprint(self) -> str:
         """Hash of the fields that change per-sample numbers (a resumed run must match it)."""
         return fingerprint(self, FINGERPRINT_KEYS)
-
-
-class DepthPick(BaseModel):
-    """A chosen cut depth and what it keeps and saves (``None`` fields: not defined for this pick)."""
-
-    criterion: Literal["budget", "vtw"]
-    cut: int | None
-    depth: float | None
-    quality: float | None
-    full_quality: float | None
-    quality_ratio: float | None
-    kl: float | None = Field(
-        description="mean KL(full || cut): calibration set for vtw, evaluated samples else"
-    )
-    prefill_flops_ratio: float | None = Field(description="as computed in the run's mode (mask mode: 1)")
-    decode_flops_ratio: float | None
-    kv_cache_bytes_ratio: float | None
-    drop_prefill_flops_ratio: float | None = Field(
-        default=None, description="what drop mode computes at this cut (in a mask run: what drop would spend)"
-    )
-    note: str | None = None
-
-
-class KindSummary(BaseModel):
-    """One kind of samples of one task, per cut (lists are aligned with ``TruncateResult.cuts``)."""
-
-    kind: str
-    n: int
-    main_score: str | None
-    scores: dict[str, list[float | None]]
-    agreement: dict[str, list[float | None]] = Field(description="closeness to the unmodified model's output")
-    kl: LayerStats
-    compute: dict[str, list[float]]
-    budget: DepthPick | None
-    vtw: DepthPick | None = Field(description="the task's VTW cut, with this kind's quality there")
-
-
-class TaskSummary(BaseModel):
-    task: dict[str, Any]
-    num_samples: int
-    kinds: dict[str, KindSummary]
-    quality: list[float | None] = Field(description="mean over kinds of each kind's main score, per cut")
-    kl: LayerStats
-    compute: dict[str, list[float]]
-    calibration: dict[str, Any]
-    budget: DepthPick
-    vtw: DepthPick
-
-
-class TimingSummary(BaseModel):
-    """Measured cost per cut on a fixed batch (medians over repeats, seconds; peak memory in bytes)."""
-
-    task: str
-    samples: list[str]
-    mode: str
-    repeats: int
-    new_tokens: int
-    clock: str
-    prefill_s: list[float]
-    generate_1_s: list[float]
-    generate_n_s: list[float]
-    decode_per_token_s: list[float]
-    peak_memory_bytes: list[int | None]
-    prefill_speedup: list[float]
-    decode_speedup: list[float]
-
-
-class TruncateResult(BaseModel):
-    meta: RunMeta
-    model: dict[str, Any]
-    num_layers: int
-    cuts: list[int]
-    depth: list[float]
-    mode: str
-    budget: float
-    vtw_threshold: float
-    pick_rule: PickRule
-    tasks: dict[str, TaskSummary]
-    timing: TimingSummary | None = None
-    files: dict[str, str] = Field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------- depth picks

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from visdepth.report.labels import model_label  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
-    from visdepth.experiments.dynamics import DynamicsResult, LayerStats
+    from visdepth.results.schemas import DynamicsResult, LayerStats
 
 COLOURS = {"image": "#d1495b", "text": "#00798c"}
 GRID_METRICS = ("entropy_norm", "id_twonn", "depth_curvature", "norm", "cka_prev", "seq_curvature")
@@ -39,7 +39,7 @@ def _draw(ax, depth: np.ndarray, stats: LayerStats, colour: str, label: str, das
 
 
 def _panel(ax, result: DynamicsResult, metric: str) -> None:
-    from visdepth.experiments.dynamics import METRIC_LABELS
+    from visdepth.results.schemas.dynamics import METRIC_LABELS
 
     depth = np.array(result.depth)
     pooled = result.token_cloud == "pooled"
@@ -72,7 +72,7 @@ def plot_dynamics(
     result: DynamicsResult, folder: Path, metrics: Sequence[str] | None = None
 ) -> dict[str, Path]:
     """Write one PNG per metric (``metrics``, default all) plus an overview grid; returns {name: path}."""
-    from visdepth.experiments.dynamics import METRIC_LABELS, METRICS
+    from visdepth.results.schemas.dynamics import METRIC_LABELS, METRICS
 
     folder.mkdir(parents=True, exist_ok=True)
     model = model_label(result.model)

@@ -31,13 +31,13 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from visdepth.errors import VisdepthError
-
-# The one place the result schemas are imported: when they move to a schemas module, change these lines only.
-from visdepth.experiments.dynamics import DynamicsResult
-from visdepth.experiments.swap import SwapResult
-from visdepth.experiments.truncate import TruncateResult
 from visdepth.report.labels import model_label
 from visdepth.results.io import read_json, write_text_atomic
+
+# the result schemas, apart from the experiments that compute them
+from visdepth.results.schemas.dynamics import DynamicsResult
+from visdepth.results.schemas.swap import SwapResult
+from visdepth.results.schemas.truncate import TruncateResult
 
 #: a metric has settled once every deeper layer stays within this share of its range of the final value
 SETTLE_TOL = 0.10
@@ -318,8 +318,8 @@ def plot_settling(result: DynamicsResult, folder: Path, tol: float = SETTLE_TOL)
     """Image and text median curves of the RQ1 metrics with their settling depth and band marked."""
     import matplotlib.pyplot as plt
 
-    from visdepth.experiments.dynamics import METRIC_LABELS
     from visdepth.report.dynamics import COLOURS
+    from visdepth.results.schemas.dynamics import METRIC_LABELS
 
     metrics = [m for m in RQ1_METRICS if m in result.summary.get("image", {})]
     if not metrics:
@@ -372,8 +372,8 @@ def plot_settling(result: DynamicsResult, folder: Path, tol: float = SETTLE_TOL)
 
 
 def rq1_section(exp: Experiment, tol: float) -> tuple[Section, Verdict]:
-    from visdepth.experiments.dynamics import METRIC_LABELS
     from visdepth.report.dynamics import plot_dynamics
+    from visdepth.results.schemas.dynamics import METRIC_LABELS
 
     r: DynamicsResult = exp.result
     sec = _section(exp)
@@ -522,8 +522,8 @@ def swap_depth(r: SwapResult, group: str = "image", level: float = SWAP_LEVEL) -
 
 
 def rq2_section(exp: Experiment, level: float) -> tuple[Section, Verdict]:
-    from visdepth.experiments.swap import METRIC_LABELS
     from visdepth.report.swap import GROUP_LABELS, plot_swap
+    from visdepth.results.schemas.swap import METRIC_LABELS
 
     r: SwapResult = exp.result
     sec = _section(exp)

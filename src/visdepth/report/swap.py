@@ -21,7 +21,7 @@ from visdepth.report.dynamics import COLOURS as SHARED_COLOURS  # noqa: E402  (i
 from visdepth.report.labels import model_label  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
-    from visdepth.experiments.swap import SwapResult
+    from visdepth.results.schemas.swap import SwapResult
 
 #: the size-matched control is a text group, drawn in a warm colour next to the shared image/text ones
 COLOURS = {**SHARED_COLOURS, "text_matched": "#edae49"}
@@ -81,7 +81,7 @@ def robust_top(mats: list[np.ndarray], q: float = ROBUST_PERCENTILE) -> float:
 
 
 def _heatmap(result: SwapResult, metric: str, folder: Path) -> Path:
-    from visdepth.experiments.swap import METRIC_LABELS
+    from visdepth.results.schemas.swap import METRIC_LABELS
 
     groups = [g for g in result.groups if metric in result.matrices[g]]
     mats = [_matrix(result.matrices[g][metric]) for g in groups]
@@ -131,7 +131,7 @@ def _heatmap(result: SwapResult, metric: str, folder: Path) -> Path:
 
 
 def _curves(result: SwapResult, metrics: list[str], folder: Path) -> Path:
-    from visdepth.experiments.swap import METRIC_LABELS
+    from visdepth.results.schemas.swap import METRIC_LABELS
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.4 * len(metrics), 3.6), dpi=150, squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):

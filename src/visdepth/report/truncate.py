@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from visdepth.report.labels import model_label, shorten  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
-    from visdepth.experiments.truncate import TaskSummary, TruncateResult
+    from visdepth.results.schemas.truncate import TaskSummary, TruncateResult
 
 KIND_COLOURS = {
     "single_token": "#00798c",
