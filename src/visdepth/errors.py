@@ -23,3 +23,14 @@ class ManifestError(VisdepthError):
 
 class ConfigError(VisdepthError):
     """An option value is out of range or inconsistent with the model (for example a layer beyond the depth)."""
+
+
+class UnknownNameError(ConfigError):
+    """A name (task, data set, model family, experiment) is not registered; the message names the closest."""
+
+
+class NameCollisionError(VisdepthError, ValueError):
+    """A registration under a name that another object already holds; collisions are refused, never overridden.
+
+    Also a ``ValueError``, which registering a taken name raised before the registries shared one shape.
+    """

@@ -16,7 +16,7 @@ from visdepth.data import (
     register_dataset,
     write_manifest,
 )
-from visdepth.data.builtin import _REGISTRY
+from visdepth.data.builtin import DATASETS
 from visdepth.data.images import MATPLOTLIB_NAMES, SKIMAGE_NAMES, SKLEARN_NAMES, to_rgb
 from visdepth.errors import ConfigError, InputError
 
@@ -78,7 +78,7 @@ def test_registry_supports_splits(tmp_path):
         with pytest.raises(ValueError, match="already registered"):
             register_dataset("toy", load)
     finally:
-        _REGISTRY.pop("toy", None)
+        DATASETS.unregister("toy")
 
 
 def test_path_goes_to_manifest(tmp_path):

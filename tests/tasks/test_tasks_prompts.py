@@ -93,7 +93,8 @@ def test_registry_names_splits_and_errors(tmp_path):
     with pytest.raises(ConfigError) as err:
         get_task("vqa2")
     msg = str(err.value)
-    assert "unknown task 'vqa2'" in msg and "vqav2" in msg and "blink" in msg and "local:<path.jsonl>" in msg
+    assert "unknown task 'vqa2'; did you mean vqav2" in msg and "local:<path.jsonl>" in msg
+    assert "\n" not in msg and "visdepth datasets" in msg
     with pytest.raises(ConfigError, match="no split 'dev'.*shapes:test"):
         get_task("shapes:dev")
     with pytest.raises(ConfigError, match="has no splits"):
@@ -123,16 +124,19 @@ def test_describe_is_json_ready_and_records_prompt_format():
     assert set(mixed["max_new_tokens"]) == set(DEFAULT_MAX_NEW_TOKENS) and mixed["group"] is None
 
 
-def test_other_data_sets_become_mixed_tasks(monkeypatch):
+def test_other_data_sets_become_mixed_tasks():
     from visdepth.data import builtin
 
     def loader(split=None, limit=None):
         return [MC.model_copy(update={"id": f"{split}-{i}"}) for i in range(3)]
 
-    spec = builtin.DatasetSpec("extra", loader, "a test set", ("dev", "eval"), "dev")
-    monkeypatch.setitem(builtin._REGISTRY, "extra", spec)
-    assert "extra:eval" in available_tasks()
-    task = get_task("extra:eval")
-    assert task.kind == "mixed" and task.source == "visdepth.data:extra"
-    assert [s.id for s in task.load(limit=2)] == ["eval-0", "eval-1"]
-    assert [s.id for s in get_task("extra").load()] == ["dev-0", "dev-1", "dev-2"]
+    builtin.register_dataset("extra", loader, description="a test set", splits=("dev", "eval"))
+    try:
+        assert "extra:eval" in available_tasks()
+        task = get_task("extra:eval")
+        assert task.kind == "mixed" and task.source == "visdepth.data:extra"
+        assert task.description == "a test set"
+        assert [s.id for s in task.load(limit=2)] == ["eval-0", "eval-1"]
+        assert [s.id for s in get_task("extra").load()] == ["dev-0", "dev-1", "dev-2"]
+    finally:
+        builtin.DATASETS.unregister("extra")

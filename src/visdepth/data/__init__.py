@@ -4,6 +4,7 @@
 """
 
 from visdepth.data.builtin import (
+    DATASETS,
     DEFAULT_DATASET,
     DatasetSpec,
     available_datasets,
@@ -26,6 +27,7 @@ from visdepth.data.sample import TASK_GROUPS, TASK_KINDS, Sample, TaskKind, load
 from visdepth.data import shapes  # noqa: E402, F401  isort: skip
 
 __all__ = [
+    "DATASETS",
     "DEFAULT_DATASET",
     "TASK_GROUPS",
     "TASK_KINDS",

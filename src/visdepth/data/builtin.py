@@ -4,6 +4,10 @@ A data set is registered under a name with a loader; a name may carry a split af
 ``photos`` holds real photos that ship inside scikit-image, scikit-learn and matplotlib, each with a hand-written
 question; other modules add their own data set by calling :func:`register_dataset` at import, as the
 procedurally generated ``shapes`` set (``train`` and ``test`` splits, the default of every command) does.
+
+The data sets live in :data:`DATASETS`, a :class:`~visdepth.registry.Registry` that shares its names with the
+tasks of :mod:`visdepth.tasks` (one namespace: every data set is a task, and a task may only share a data set's
+name when it is built on that data set). :func:`get_dataset` takes any name of that namespace.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from visdepth.data.manifest import load_manifest
 from visdepth.data.sample import Sample
 from visdepth.defaults import DEFAULT_DATASET_NAME
 from visdepth.errors import ConfigError
+from visdepth.registry import Registry, definition, describe
 
 DEFAULT_DATASET = DEFAULT_DATASET_NAME  # the registry's default is every command's
 
@@ -40,8 +45,28 @@ class DatasetSpec:
         """Every name that selects this data set (``shapes``, ``shapes:train``, ``shapes:test``...)."""
         return [self.name] + [f"{self.name}:{s}" for s in self.splits]
 
+    def load(self, split: str | None = None, limit: int | None = None) -> list[Sample]:
+        """The samples of ``split`` (default: :attr:`default_split`), the first ``limit`` of them."""
+        if split is not None and split not in self.splits:
+            if not self.splits:
+                raise ConfigError(
+                    f"data set {self.name!r} has no splits; use {self.name!r} without ':{split}'"
+                )
+            raise ConfigError(
+                f"data set {self.name!r} has no split {split!r}; use one of " + ", ".join(self.names()[1:])
+            )
+        return list(self.loader(split=split or self.default_split, limit=limit))[:limit]
 
-_REGISTRY: dict[str, DatasetSpec] = {}
+    def __repr__(self) -> str:
+        return f"DatasetSpec({self.name!r}, loader={describe(self.loader)})"
+
+
+def _spec_identity(spec: DatasetSpec) -> tuple:
+    # a re-imported module registers an equal spec with a new loader function object: the same data set
+    return (spec.name, definition(spec.loader), spec.splits, spec.default_split)
+
+
+DATASETS: Registry[DatasetSpec] = Registry("data set", listing="visdepth datasets", identity=_spec_identity)
 
 
 def register_dataset(
@@ -56,69 +81,67 @@ def register_dataset(
     """Register a built-in data set under ``name`` (no colon, no path separator)."""
     if not name or ":" in name or "/" in name or os.sep in name:
         raise ValueError(f"data set name {name!r} must be non-empty and contain no ':' or path separator")
-    if name in _REGISTRY and not overwrite:
-        raise ValueError(f"data set {name!r} is already registered; pass overwrite=True to replace it")
     splits = tuple(splits)
     if default_split is None and splits:
         default_split = splits[0]
     if default_split is not None and default_split not in splits:
         raise ValueError(f"default split {default_split!r} of {name!r} is not one of {splits}")
     spec = DatasetSpec(name, loader, description, splits, default_split)
-    _REGISTRY[name] = spec
-    return spec
+    return DATASETS.register(name, spec, overwrite=overwrite)
 
 
 def list_datasets() -> dict[str, DatasetSpec]:
     """The registered data sets by name (a copy)."""
-    return dict(_REGISTRY)
+    return dict(DATASETS.items())
 
 
 def available_datasets() -> list[str]:
-    """Every name :func:`get_dataset` accepts besides a manifest path."""
-    return [n for spec in _REGISTRY.values() for n in spec.names()]
+    """Every data set name :func:`get_dataset` accepts besides a manifest path (task names work too)."""
+    return [n for _, spec in DATASETS.items() for n in spec.names()]
 
 
-def get_dataset(name_or_path: str | os.PathLike[str], limit: int | None = None) -> list[Sample]:
-    """Samples of a built-in data set (``photos``, ``name:split``) or of a JSONL manifest file.
-
-    ``limit`` keeps the first n samples.
-    """
+def check_limit(limit: int | None) -> None:
+    """Refuse a ``limit`` that is not a positive whole number (``None`` means all samples)."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(
             f"limit {limit!r} is not a positive whole number; pass e.g. --limit 10 or leave it out"
         )
-    spec, split = _lookup(str(name_or_path))
-    if spec is None:
+
+
+def looks_like_path(text: str, registered: Callable[[str], bool]) -> bool:
+    """Whether a name given by a user means a manifest file rather than a registered name.
+
+    A path separator or a ``.jsonl``/``.json`` ending always means a file; so does an existing file or folder
+    without a colon, unless ``registered(text)`` (a folder is a mistaken manifest path that
+    :func:`~visdepth.data.manifest.load_manifest` explains, but a folder named like a data set does not hide it).
+    """
+    _, sep, _ = text.partition(":")
+    if "/" in text or os.sep in text or text.endswith((".jsonl", ".json")):
+        return True
+    if sep:
+        return False
+    return Path(text).is_file() or (not registered(text) and Path(text).is_dir())
+
+
+def get_dataset(name_or_path: str | os.PathLike[str], limit: int | None = None) -> list[Sample]:
+    """Samples of a built-in data set (``photos``, ``name:split``), a JSONL manifest file, or any other name of
+    the task namespace (``blink``, ``vqav2:validation``; see :func:`visdepth.tasks.resolve`).
+
+    ``limit`` keeps the first n samples. Samples are not checked against a task (they need no answers); use
+    ``visdepth.tasks.resolve(name).load()`` for checked ones.
+    """
+    check_limit(limit)
+    text = str(name_or_path).strip()
+    if not text.startswith("local:") and looks_like_path(text, lambda n: n in DATASETS):
         return load_manifest(name_or_path)[:limit]
-    return list(spec.loader(split=split, limit=limit))[:limit]
-
-
-def _lookup(text: str) -> tuple[DatasetSpec | None, str | None]:
     name, sep, split = text.partition(":")
-    looks_like_path = (
-        "/" in text
-        or os.sep in text
-        or text.endswith((".jsonl", ".json"))
-        or (not sep and Path(text).is_file())
-        # a folder is a mistaken manifest path (load_manifest says so), unless a data set has its name
-        or (not sep and name not in _REGISTRY and Path(text).is_dir())
-    )
-    if name in _REGISTRY and not looks_like_path:
-        spec = _REGISTRY[name]
-        if not sep:
-            return spec, spec.default_split
-        if split not in spec.splits:
-            if not spec.splits:
-                raise ConfigError(f"data set {name!r} has no splits; use {name!r} without ':{split}'")
-            raise ConfigError(
-                f"data set {name!r} has no split {split!r}; use one of " + ", ".join(spec.names()[1:])
-            )
-        return spec, split
-    if looks_like_path:
-        return None, None
-    raise ConfigError(
-        f"unknown data set {text!r}; use one of {', '.join(available_datasets())} or a path to a JSONL manifest"
-    )
+    if name in DATASETS:
+        spec = DATASETS.get(name)
+        return spec.load(split if sep else None, limit=limit)
+    # not a data set: a task name, local:<path>, or unknown (the task namespace names the closest)
+    from visdepth.tasks import resolve
+
+    return resolve(text, kind="data set").load(limit=limit, check=False)
 
 
 def _load_photos(split: str | None = None, limit: int | None = None) -> list[Sample]:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from visdepth.data.builtin import DATASETS
 from visdepth.data.sample import CHOICE_LABELS, TASK_GROUPS, TASK_KINDS, Sample
 from visdepth.errors import ConfigError
 from visdepth.metrics import output as om
@@ -165,8 +166,13 @@ class Task:
         ``loader(split=..., limit=..., **kwargs) -> samples``.
     splits, default_split, split
         The splits the loader knows, the one used when none is chosen, and the chosen one.
+    dataset : str, optional
+        The :mod:`visdepth.data` data set the task is built on: it then reads that data set (unless a
+        ``loader`` is given), takes its splits and description unless given, and may share its name (tasks and
+        data sets are one namespace; any other task under a data set's name is refused).
     source : str
-        Where the data comes from (a hub id, a file), recorded in results.
+        Where the data comes from (a hub id, a file), recorded in results; ``visdepth.data:<dataset>`` for a
+        task built on a data set.
     missing_answer_fix : str
         The fix named when samples lack answers.
     """
@@ -185,6 +191,7 @@ class Task:
         splits: Sequence[str] = (),
         default_split: str | None = None,
         split: str | None = None,
+        dataset: str | None = None,
         source: str = "",
         missing_answer_fix: str = "add an 'answer' field",
     ) -> None:
@@ -210,6 +217,16 @@ class Task:
         self.answer_metric = answer_metric
         self.answer_pattern = answer_pattern
         om._compile(answer_pattern)  # fail at definition, not at the first score
+        self.dataset = dataset
+        if dataset is not None:
+            spec = DATASETS.find(dataset)
+            if spec is not None:
+                splits = splits or spec.splits
+                default_split = default_split if default_split is not None else spec.default_split
+                self.description = description or spec.description
+            if loader is None:
+                loader = _dataset_loader(dataset)
+            source = source or f"visdepth.data:{dataset}"
         self.loader = loader
         self.splits = tuple(splits)
         self.default_split = (
@@ -505,8 +522,11 @@ class Task:
         view.split = split
         return view
 
-    def load(self, limit: int | None = None, **kwargs: Any) -> list[Sample]:
-        """The task's samples (the first ``limit``), checked: every one can be scored."""
+    def load(self, limit: int | None = None, *, check: bool = True, **kwargs: Any) -> list[Sample]:
+        """The task's samples (the first ``limit``), checked (unless ``check=False``): every one can be scored.
+
+        ``check=False`` is for experiments that only read representations and need no answers.
+        """
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ConfigError(
                 f"limit {limit!r} is not a positive whole number; pass e.g. --limit 10 or leave it out"
@@ -516,7 +536,8 @@ class Task:
         samples = list(self.loader(split=self.split or self.default_split, limit=limit, **kwargs))[:limit]
         if not samples:
             raise ConfigError(f"task {self.name!r} loaded no samples; check the data source {self.source!r}")
-        self.check(samples)
+        if check:
+            self.check(samples)
         return samples
 
     def describe(self) -> dict[str, Any]:
@@ -538,6 +559,16 @@ class Task:
     def __repr__(self) -> str:
         split = f", split={self.split!r}" if self.split else ""
         return f"Task({self.name!r}, kind={self.kind!r}{split})"
+
+
+def _dataset_loader(dataset: str) -> Loader:
+    """A loader that reads the :mod:`visdepth.data` data set ``dataset`` (looked up when it loads)."""
+
+    def loader(split: str | None = None, limit: int | None = None, **kwargs: Any) -> Sequence[Sample]:
+        return DATASETS.get(dataset).load(split, limit=limit)
+
+    loader.__qualname__ = f"dataset_loader[{dataset}]"  # one definition per data set, across reloads
+    return loader
 
 
 def _where(samples: Sequence[Sample], shown: int = 10) -> str:

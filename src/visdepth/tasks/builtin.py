@@ -10,12 +10,13 @@ flickr8k   caption              ROUGE-L, BLEU        ``lettered`` (the captionin
 chartqa    exact_match          relaxed accuracy     ``lettered-short-answer``
 vqav2      exact_match          VQA soft accuracy    ``lettered-short-answer``
 =========  ===================  ===================  ====================================================
+
+``photos`` and ``shapes`` are built on the data sets of the same name (``dataset=``), which lets them share it.
 """
 
 from __future__ import annotations
 
-from visdepth.data.builtin import get_dataset
-from visdepth.data.sample import Sample
+import visdepth.data.shapes  # noqa: F401  (registers the shapes data set the shapes task is built on)
 from visdepth.tasks import hub
 from visdepth.tasks.base import DEFAULT_FORMAT, MIXED, SHORT_ANSWER_FORMAT, PromptFormat, Task
 from visdepth.tasks.registry import register_task
@@ -35,16 +36,6 @@ SHAPES_MAX_NEW_TOKENS = {
 }
 
 
-def _photos(split: str | None = None, limit: int | None = None) -> list[Sample]:
-    return get_dataset("photos", limit=limit)
-
-
-def _shapes(split: str | None = None, limit: int | None = None) -> list[Sample]:
-    import visdepth.data.shapes  # noqa: F401  (registers the shapes data set and image source)
-
-    return get_dataset(f"shapes:{split or 'test'}", limit=limit)
-
-
 PHOTOS = register_task(
     Task(
         "photos",
@@ -52,8 +43,7 @@ PHOTOS = register_task(
         description="10 real photos shipped inside scikit-image, scikit-learn and matplotlib with hand-written "
         "questions of every kind; each sample is scored by its own kind",
         prompt_format=DEFAULT_FORMAT,
-        loader=_photos,
-        source="visdepth.data:photos",
+        dataset="photos",
     )
 )
 
@@ -66,10 +56,9 @@ SHAPES = register_task(
         prompt_format=SHAPES_FORMAT,
         max_new_tokens=SHAPES_MAX_NEW_TOKENS,
         answer_pattern=SHAPES_ANSWER_PATTERN,
-        loader=_shapes,
+        dataset="shapes",
         splits=("test", "train"),
         default_split="test",
-        source="visdepth.data:shapes",
     )
 )
 
