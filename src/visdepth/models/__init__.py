@@ -23,6 +23,7 @@ from visdepth.models.registry import (
     tiny_adapter,
     tiny_names,
 )
+from visdepth.models.tiny import build_random
 
 DTYPES = {
     "float32": torch.float32,
@@ -159,7 +160,7 @@ def load(
                 f"tiny models are built from a config and take no --model_args (got {', '.join(model_args)}); "
                 "leave --model_args out or load a checkpoint folder."
             )
-        adapter = cls.build_tiny(variant, seed=seed)
+        adapter = build_random(variant, seed=seed)
         adapter.model.config._attn_implementation = attn_implementation
         _set_attn(adapter, attn_implementation)
     elif model in BUILTIN_MODELS:

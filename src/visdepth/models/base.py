@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from visdepth.errors import ConfigError, InputError
+from visdepth.errors import ConfigError, InputError, UnsupportedModelError
 
 if TYPE_CHECKING:
     from visdepth.data.sample import Sample
@@ -465,5 +465,12 @@ class VLMAdapter:
 
     @classmethod
     def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:
-        """A tiny random-weight instance built offline from the family's config class."""
-        raise NotImplementedError(f"{cls.family} has no tiny variant {variant!r}")
+        """A tiny random-weight instance of one of this family's ``tiny_variants``, built offline by
+        :func:`visdepth.models.tiny.build_random` (a fresh one on every call)."""
+        from visdepth.models.tiny import build_random
+
+        if variant not in cls.tiny_variants:
+            raise UnsupportedModelError(
+                f"{cls.family} has no tiny variant {variant!r}; choose one of {', '.join(cls.tiny_variants)}"
+            )
+        return build_random(variant, seed=seed)

@@ -16,23 +16,11 @@ from typing import Any
 
 import torch
 
-from visdepth.models import tiny
 from visdepth.models.base import VLMAdapter
 from visdepth.models.registry import register
 
 BOI, IMAGE, EOI = "<start_of_image>", "<image_soft_token>", "<end_of_image>"
 TURN_START, TURN_END = "<start_of_turn>", "<end_of_turn>"
-
-# A Gemma-style template (turns, "model" as the assistant role, BOS rendered by the template) written for the tiny
-# variant; real checkpoints bring their own.
-GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}<start_of_turn>"
-    "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<start_of_image>"
-    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
-    "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
-)
 
 
 @register
@@ -79,65 +67,3 @@ class Gemma3Adapter(VLMAdapter):
         # transformers initialises the multimodal projection to zeros (a checkpoint always overwrites it), which
         # would make every image embedding zero
         return {"model.multi_modal_projector.mm_input_projection_weight": config.initializer_range}
-
-    @classmethod
-    def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:
-        from transformers import (
-            Gemma3Config,
-            Gemma3ForConditionalGeneration,
-            Gemma3ImageProcessorPil,
-            Gemma3Processor,
-            Gemma3TextConfig,
-            SiglipVisionConfig,
-        )
-
-        if variant != "gemma3":
-            raise ValueError(variant)
-        image_size, patch, tokens_per_image = 32, 4, 16  # 8x8 patches average-pooled to 4x4 soft tokens
-        tokenizer = tiny.byte_tokenizer(
-            [TURN_START, TURN_END],
-            {"boi_token": BOI, "image_token": IMAGE, "eoi_token": EOI},
-            chat_template=GEMMA_TEMPLATE,
-            bos_token="<bos>",
-            eos_token="<eos>",
-            pad_token="<pad>",
-        )
-        head_dim = tiny.TINY_TEXT["hidden_size"] // tiny.TINY_TEXT["num_attention_heads"]
-        text = Gemma3TextConfig(
-            **tiny.TINY_TEXT,
-            vocab_size=tiny.vocab_size(tokenizer),
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            head_dim=head_dim,
-            query_pre_attn_scalar=head_dim,
-            # a window shorter than any prompt (one image alone is 16 tokens) and both layer kinds, so the
-            # sliding-window masks and the local rotary embedding are exercised, not only the global ones
-            sliding_window=16,
-            layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
-        )
-        vision = SiglipVisionConfig(
-            **tiny.TINY_VISION,
-            image_size=image_size,
-            patch_size=patch,
-        )
-        config = Gemma3Config(
-            text_config=text,
-            vision_config=vision,
-            mm_tokens_per_image=tokens_per_image,
-            boi_token_index=tiny.token_id(tokenizer, BOI),
-            eoi_token_index=tiny.token_id(tokenizer, EOI),
-            image_token_index=tiny.token_id(tokenizer, IMAGE),
-            tie_word_embeddings=False,
-        )
-        model = tiny.seeded_init(
-            Gemma3ForConditionalGeneration, config, seed, redraw=cls.zero_init_redraw(config)
-        )
-        image_processor = Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size})
-        processor = Gemma3Processor(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            chat_template=GEMMA_TEMPLATE,
-            image_seq_length=tokens_per_image,
-        )
-        return cls(model, processor, f"tiny:{variant}")

@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from visdepth.models import tiny
 from visdepth.models.base import VLMAdapter
 from visdepth.models.registry import register
 
@@ -25,7 +24,7 @@ _ROW_COL = re.compile(r"<row_\d+_col_\d+>")
 
 
 @contextmanager
-def _num2words_optional() -> Iterator[None]:
+def num2words_optional() -> Iterator[None]:
     """Let SmolVLMProcessor be built without the ``num2words`` package.
 
     The processor refuses to initialise without it, but only uses it to spell out frame counts of videos; images
@@ -128,75 +127,5 @@ class Idefics3Adapter(VLMAdapter):
     @classmethod
     def rebuild_processor(cls, processor_cls: Any, model_id: str, **processor_args: Any) -> Any:
         # SmolVLMProcessor also refuses to initialise without num2words, which only videos use
-        with _num2words_optional():
+        with num2words_optional():
             return super().rebuild_processor(processor_cls, model_id, **processor_args)
-
-    @classmethod
-    def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:
-        from transformers import LlamaConfig
-
-        # tiles of 32 px, 4x4 patches of 8 px, pixel-shuffled by 2: 4 image tokens per tile. Images are first
-        # scaled to a longest edge of 64 px, so a typical photo gives 2x2 tiles plus the global image.
-        tile, patch, scale = 32, 8, 2
-        image_seq_len = (tile // patch) ** 2 // scale**2
-        row_col = [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
-        tokenizer = tiny.byte_tokenizer(
-            row_col,
-            {
-                "image_token": "<image>",
-                "fake_image_token": "<fake_token_around_image>",
-                "global_image_token": "<global-img>",
-                "end_of_utterance_token": "<end_of_utterance>",
-            },
-            chat_template=tiny.chat_template("<image>"),
-        )
-        vision = dict(
-            **tiny.TINY_VISION,
-            image_size=tile,
-            patch_size=patch,
-        )
-        text = LlamaConfig(
-            **tiny.TINY_TEXT, vocab_size=tiny.vocab_size(tokenizer), pad_token_id=tokenizer.pad_token_id
-        )
-        common = dict(image_token_id=tiny.token_id(tokenizer, "<image>"), scale_factor=scale)
-        image_kwargs = dict(size={"longest_edge": 2 * tile}, max_image_size={"longest_edge": tile})
-        if variant == "idefics3":
-            from transformers import (
-                Idefics3Config,
-                Idefics3ForConditionalGeneration,
-                Idefics3ImageProcessorPil,
-                Idefics3Processor,
-                Idefics3VisionConfig,
-            )
-
-            config = Idefics3Config(vision_config=Idefics3VisionConfig(**vision), text_config=text, **common)
-            model = tiny.seeded_init(Idefics3ForConditionalGeneration, config, seed)
-            processor = Idefics3Processor(
-                image_processor=Idefics3ImageProcessorPil(**image_kwargs),
-                tokenizer=tokenizer,
-                image_seq_len=image_seq_len,
-                chat_template=tokenizer.chat_template,
-            )
-        elif variant == "smolvlm":
-            from transformers import (
-                SmolVLMConfig,
-                SmolVLMForConditionalGeneration,
-                SmolVLMImageProcessorPil,
-                SmolVLMProcessor,
-                SmolVLMVisionConfig,
-            )
-
-            config = SmolVLMConfig(vision_config=SmolVLMVisionConfig(**vision), text_config=text, **common)
-            model = tiny.seeded_init(SmolVLMForConditionalGeneration, config, seed)
-            with _num2words_optional():
-                processor = tiny.build_processor(
-                    SmolVLMProcessor,
-                    image_processor=SmolVLMImageProcessorPil(**image_kwargs),
-                    tokenizer=tokenizer,
-                    video_processor=None,
-                    image_seq_len=image_seq_len,
-                    chat_template=tokenizer.chat_template,
-                )
-        else:
-            raise ValueError(variant)
-        return cls(model, processor, f"tiny:{variant}")

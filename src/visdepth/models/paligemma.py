@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from visdepth.models import tiny
 from visdepth.models.base import VLMAdapter
 from visdepth.models.registry import register
 
@@ -63,52 +62,3 @@ class PaliGemmaAdapter(VLMAdapter):
         ):
             model_args["attn_implementation"] = "eager"
         return model_args
-
-    @classmethod
-    def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:
-        from transformers import (
-            GemmaConfig,
-            PaliGemmaConfig,
-            PaliGemmaForConditionalGeneration,
-            PaliGemmaProcessor,
-            SiglipImageProcessorPil,
-            SiglipVisionConfig,
-        )
-
-        if variant != "paligemma":
-            raise ValueError(variant)
-        image_size, patch = 32, 8  # 4x4 patches, one token each
-        tokenizer = tiny.byte_tokenizer(
-            ["<image>"], {"image_token": "<image>"}, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>"
-        )
-        image_processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
-        # real checkpoints store this in preprocessor_config.json; the processor reads it from here
-        image_processor.image_seq_length = (image_size // patch) ** 2
-        # built before the config: the processor adds PaliGemma's location/segmentation tokens to the vocabulary
-        processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
-        vocab = tiny.vocab_size(tokenizer)
-        hidden = tiny.TINY_TEXT["hidden_size"]
-        text = GemmaConfig(
-            **tiny.TINY_TEXT,
-            vocab_size=vocab,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            head_dim=hidden // tiny.TINY_TEXT["num_attention_heads"],
-        )
-        vision = SiglipVisionConfig(
-            **tiny.TINY_VISION,
-            image_size=image_size,
-            patch_size=patch,
-        )
-        config = PaliGemmaConfig(
-            text_config=text,
-            vision_config=vision,
-            image_token_index=tiny.token_id(tokenizer, "<image>"),
-            projection_dim=hidden,
-            hidden_size=hidden,
-            vocab_size=vocab,
-            tie_word_embeddings=False,
-        )
-        model = tiny.seeded_init(PaliGemmaForConditionalGeneration, config, seed)
-        return cls(model, processor, f"tiny:{variant}")

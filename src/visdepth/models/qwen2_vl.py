@@ -1,4 +1,4 @@
-"""Qwen2-VL (``qwen2_vl``) and Qwen2.5-VL (``qwen2_5_vl``): adapter and tiny random variants.
+"""Qwen2-VL (``qwen2_vl``) and Qwen2.5-VL (``qwen2_5_vl``): the adapter.
 
 Both families write ``<|vision_start|><|image_pad|><|vision_end|>`` per image; the processor expands
 ``<|image_pad|>`` to prod(image_grid_thw) / merge_size**2 tokens, so the count depends on the image size. The
@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from visdepth.models import tiny
 from visdepth.models.base import ModelInputs, VLMAdapter
 from visdepth.models.registry import register
 
@@ -79,92 +78,3 @@ class Qwen2VLAdapter(VLMAdapter):
         if not processor.chat_template:
             processor.chat_template = getattr(processor.tokenizer, "chat_template", None)
         return processor
-
-    @classmethod
-    def build_tiny(cls, variant: str, seed: int = 0) -> VLMAdapter:
-        from transformers import Qwen2VLImageProcessorPil
-
-        if variant not in cls.tiny_variants:
-            raise ValueError(variant)
-        tokenizer = tiny.byte_tokenizer(
-            [VISION_START, IMAGE_PAD, VISION_END, VIDEO_PAD, "<|vision_pad|>"],
-            {"image_token": IMAGE_PAD, "video_token": VIDEO_PAD},
-            chat_template=tiny.chat_template(IMAGE_TEXT),
-        )
-        patch, merge = 14, 2
-        unit = patch * merge  # one merged token covers a unit x unit pixel square
-        ids = dict(
-            image_token_id=tiny.token_id(tokenizer, IMAGE_PAD),
-            video_token_id=tiny.token_id(tokenizer, VIDEO_PAD),
-            vision_start_token_id=tiny.token_id(tokenizer, VISION_START),
-            vision_end_token_id=tiny.token_id(tokenizer, VISION_END),
-        )
-        head_dim = tiny.TINY_TEXT["hidden_size"] // tiny.TINY_TEXT["num_attention_heads"]
-        # the M-RoPE sections split the head_dim / 2 rotary frequencies over the temporal, height and width rows
-        half = head_dim // 2
-        sections = [half - 2 * (half // 3), half // 3, half // 3]
-        text_kwargs = dict(
-            tiny.TINY_TEXT,
-            vocab_size=tiny.vocab_size(tokenizer),
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": sections},
-        )
-        vision_common = dict(
-            depth=2, num_heads=2, patch_size=patch, spatial_merge_size=merge, temporal_patch_size=2
-        )
-        if variant == "qwen2_vl":
-            from transformers import (
-                Qwen2VLConfig,
-                Qwen2VLForConditionalGeneration,
-                Qwen2VLProcessor,
-                Qwen2VLTextConfig,
-                Qwen2VLVisionConfig,
-            )
-
-            vision = Qwen2VLVisionConfig(
-                embed_dim=32, hidden_size=tiny.TINY_TEXT["hidden_size"], mlp_ratio=2, **vision_common
-            )
-            config = Qwen2VLConfig(text_config=Qwen2VLTextConfig(**text_kwargs), vision_config=vision, **ids)
-            model = tiny.seeded_init(Qwen2VLForConditionalGeneration, config, seed)
-            processor_cls: Any = Qwen2VLProcessor
-        else:
-            from transformers import (
-                Qwen2_5_VLConfig,
-                Qwen2_5_VLForConditionalGeneration,
-                Qwen2_5_VLProcessor,
-                Qwen2_5_VLTextConfig,
-                Qwen2_5_VLVisionConfig,
-            )
-
-            # a window of one merge unit and full attention in the last block only: both attention kinds run
-            vision = Qwen2_5_VLVisionConfig(
-                hidden_size=32,
-                intermediate_size=64,
-                out_hidden_size=tiny.TINY_TEXT["hidden_size"],
-                window_size=unit,
-                fullatt_block_indexes=[1],
-                tokens_per_second=2,
-                **vision_common,
-            )
-            config = Qwen2_5_VLConfig(
-                text_config=Qwen2_5_VLTextConfig(**text_kwargs), vision_config=vision, **ids
-            )
-            model = tiny.seeded_init(Qwen2_5_VLForConditionalGeneration, config, seed)
-            processor_cls = Qwen2_5_VLProcessor
-        # between 2x2 and 2x4 merged tokens per image (56x56 to 56x112 pixels): few tokens, but a real 2-D grid
-        image_processor = Qwen2VLImageProcessorPil(
-            min_pixels=(2 * unit) ** 2,
-            max_pixels=8 * unit**2,
-            patch_size=patch,
-            merge_size=merge,
-            temporal_patch_size=2,
-        )
-        processor = tiny.build_processor(
-            processor_cls,
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            chat_template=tokenizer.chat_template,
-        )
-        return cls(model, processor, f"tiny:{variant}")

@@ -1,9 +1,10 @@
-"""Building blocks for tiny random-weight VLMs that build offline in well under a second.
+"""The shared pieces random-weight VLMs are built from: a tokenizer, small shapes, seeded weights, processors.
 
-Every family file builds its ``tiny:<variant>`` model from its own config class with these shared pieces: a
-byte-level tokenizer (any text round-trips, no vocabulary file needed) carrying the family's special tokens and
-chat template, and the small shapes every tiny language model uses. They exist so that users (and our tests) can
-exercise a family's code path without a download; their numbers mean nothing.
+A byte-level tokenizer (any text round-trips, no vocabulary file needed) carrying a family's special tokens and
+chat template; the small shapes every tiny language model and vision tower start from; two ways to fill the
+weights (transformers' own init from a seed, or a fast repeated pool for models of real size); and processor
+construction without the video parts that need torchvision. Their numbers mean nothing: the models exist so that
+users, tests and benchmarks can run a family's code path without a download.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def byte_tokenizer(
 
 
 def token_id(tokenizer: Any, token: str) -> int:
+    """The id of one special token."""
     return int(tokenizer.convert_tokens_to_ids(token))
 
 
@@ -116,6 +118,42 @@ def seeded_init(model_cls: Any, config: Any, seed: int, redraw: Mapping[str, flo
     finally:
         torch.random.set_rng_state(state)
     return model.eval()
+
+
+def pooled_init(model_cls: Any, config: Any, seed: int, dtype: torch.dtype | None = None) -> Any:
+    """Instantiate ``model_cls(config)`` directly in ``dtype`` and fill it by :func:`fill_random`, skipping the
+    initialisers (torch's and transformers' would each draw every weight once: minutes for 3B on a CPU, and a
+    model built in float32 first needs twice the memory)."""
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():
+        model = model_cls._from_config(config, dtype=dtype or torch.float32)
+    model.tie_weights()  # transformers ties the head inside the initialisation skipped above
+    fill_random(model, seed)
+    return model.eval()
+
+
+@torch.no_grad()
+def fill_random(model: torch.nn.Module, seed: int = 0, std: float = 0.02) -> None:
+    """Matrices get repeats of one seeded N(0, std) pool of 65537 values, 1-D weights (norm scales) 1,
+    biases 0.
+
+    Timing needs finite, non-degenerate weights of the right shapes, not independent draws: repeating a
+    pool that stays in cache runs at memory speed where drawing 3B normals takes minutes on a CPU. The pool's
+    length is prime, so rows of a matrix are shifted copies rather than equal ones.
+    """
+    period = 65537
+    pool = torch.randn(period, generator=torch.Generator().manual_seed(seed)) * std
+    for name, param in model.named_parameters():
+        if name.endswith("bias"):
+            param.zero_()
+        elif param.dim() == 1:
+            param.fill_(1.0)
+        else:
+            flat, tile = param.view(-1), pool.to(param.dtype)
+            whole = flat.numel() // period * period
+            flat[:whole].view(-1, period).copy_(tile.expand(whole // period, period))
+            flat[whole:].copy_(tile[: flat.numel() - whole])
 
 
 def build_processor(processor_cls: Any, **kwargs: Any) -> Any:
