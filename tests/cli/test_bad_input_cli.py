@@ -156,7 +156,8 @@ def test_prompt_longer_than_the_context(command, tmp_path, manifest):
         (("dynamics", "--limit", "0"), "not a positive whole number"),
         (("swap", "--limit", "-1"), "not a positive whole number"),
         (("truncate", "--tasks", "nosuch"), "unknown task 'nosuch'"),
-        (("dynamics", "--data", "nosuch"), "unknown data set 'nosuch'"),
+        # data sets and tasks are one namespace: --data is a second spelling of --tasks
+        (("dynamics", "--data", "nosuch"), "unknown task 'nosuch'"),
     ],
 )
 def test_other_bad_options(args, needle, tmp_path):

@@ -147,7 +147,9 @@ def test_every_experiment_checks_the_output_path_before_loading_the_model(
 ):
     file = tmp_path / "somefile"
     file.write_text("x")
-    monkeypatch.setattr(module, "load", _no_model)
+    from visdepth.experiments import runner
+
+    monkeypatch.setattr(runner, "load", _no_model)  # the one runner loads every experiment's model
     with pytest.raises(ConfigError, match="lies under .*somefile, which is a file"):
         module.run(make(str(file / "sub")))
 
@@ -162,7 +164,7 @@ def test_write_results_stamps_the_real_start_and_the_finish(tmp_path):
         meta: RunMeta
         files: dict[str, str] = {}
 
-    result = write_results(Result(meta=meta), tmp_path, {}, True, started_at=started_at)
+    result = write_results(Result(meta=meta), tmp_path, True, started_at=started_at)
     data = json.loads((tmp_path / "results.json").read_text())
     assert result.meta.started_at == started_at
     assert datetime.fromisoformat(data["meta"]["started_at"]) == started_at

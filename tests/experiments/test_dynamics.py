@@ -12,6 +12,7 @@ from tests.conftest import tiny
 from visdepth.errors import ConfigError
 from visdepth.experiments import dynamics
 from visdepth.experiments.dynamics import METRICS, DynamicsConfig, run, run_dir
+from visdepth.report.figures import draw_figures
 
 
 def _config(tmp_path, **kw) -> DynamicsConfig:
@@ -59,6 +60,9 @@ def test_run_writes_results_samples_and_figures(tmp_path):
     assert (result.meta.started_at, result.meta.finished_at) == (started, finished)
     rows = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["tokens"]["image"] > 0
+    # the library draws nothing; the report layer draws the figures from the result
+    assert not (folder / "figures").exists()
+    draw_figures(result, folder)
     for name in ("overview", "entropy_norm", "id_twonn", "depth_curvature", "norm"):
         png = folder / "figures" / f"{name}.png"
         assert png.stat().st_size > 10_000

@@ -37,14 +37,6 @@ from visdepth.results.io import read_jsonl
 MODEL = "tiny:llava"
 
 
-@pytest.fixture(autouse=True)
-def no_figures(monkeypatch):
-    """Figures are tested once (test_single_pool_...); elsewhere they only cost time."""
-    import visdepth.report.dynamics as report
-
-    monkeypatch.setattr(report, "plot_dynamics", lambda result, folder: {})
-
-
 def _config(tmp_path, **kw) -> DynamicsConfig:
     base = dict(
         model=MODEL,
@@ -180,8 +172,7 @@ def test_baseline_in_pooled_mode(tmp_path):
     assert [r["id"] for r in rows] == ["pool-0000"]
 
 
-def test_single_pool_statistics_choices_and_figures(tmp_path, monkeypatch):
-    monkeypatch.undo()  # draw the figures this time
+def test_single_pool_statistics_choices_and_figures(tmp_path):
     config = _config(tmp_path, id_methods=("twonn",))
     result = run(config, tiny(MODEL))
     stats = result.summary["image"]["entropy_norm"]
@@ -194,6 +185,9 @@ def test_single_pool_statistics_choices_and_figures(tmp_path, monkeypatch):
     )
     data = json.loads((run_dir(config, MODEL) / "results.json").read_text())
     assert data["token_cloud"] == "pooled" and data["num_clouds"] == 1
+    from visdepth.report.figures import draw_figures
+
+    draw_figures(result, run_dir(config, MODEL))
     assert (run_dir(config, MODEL) / "figures" / "overview.png").stat().st_size > 10_000
 
 

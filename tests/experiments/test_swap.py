@@ -19,6 +19,7 @@ from visdepth.interventions.substitute import (
     substituted_logits,
 )
 from visdepth.metrics.output import kl_divergence
+from visdepth.report.figures import draw_figures
 from visdepth.results.io import read_jsonl
 from visdepth.tasks import get_task
 
@@ -29,7 +30,7 @@ def _config(path, **kw) -> SwapConfig:
     # three samples in batches of two: one padded batch of two, one single; 3 x 3 grid of depths
     base = dict(
         model=MODEL,
-        data="photos",
+        tasks=["photos"],
         limit=3,
         batch_size=2,
         layers="stride:2",
@@ -108,9 +109,11 @@ def test_results_file_and_shapes(finished):
     assert "sample id" in choices["groups"]["text_matched"] and "seed=0" in choices["text_matched_seed"]
     # the size-matched control swaps as many positions as the image group, far fewer than the whole text
     assert data["tokens"]["text_matched"] == data["tokens"]["image"] < data["tokens"]["text"]
+    assert data["files"] == {"samples": "samples.jsonl"}  # the library draws nothing
+    figures = draw_figures(result, folder)
     for name in ("heatmap_kl", "heatmap_first_token", "distance"):
         assert (folder / "figures" / f"{name}.png").stat().st_size > 10_000
-        assert f"figures/{name}.png" in data["files"].values()
+        assert figures[f"figure_{name}"] == folder / "figures" / f"{name}.png"
 
 
 def test_kl_is_the_spliced_prefill_at_the_last_position(finished):
@@ -200,7 +203,7 @@ def test_similarity_with_the_sentence_encoder(tmp_path):
     assert ((sim >= -1 - 1e-6) & (sim <= 1 + 1e-6)).all()
     assert result.metrics[:3] == ["similarity", "first_token", "kl"]
     assert result.meta.choices["similarity"]["model"] == "all-MiniLM-L6-v2"
-    assert "figure_heatmap_similarity" in result.files
+    assert "figure_heatmap_similarity" in draw_figures(result, tmp_path / "figures-here")
 
 
 def test_layer_grid():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from visdepth.cli import dynamics, info, report, swap, truncate
+from visdepth.cli import dynamics, info, report, run, swap, truncate
 
 app = typer.Typer(
     name="visdepth",
@@ -13,6 +13,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("run")(run.command)
 app.command("dynamics")(dynamics.command)
 app.command("swap")(swap.command)
 app.command("truncate")(truncate.command)

@@ -118,6 +118,10 @@ def _check_dtype(value: str) -> None:
     resolve_dtype(value, torch.device("cpu"))
 
 
+#: parse-time checks of --device and --dtype (one red line and exit 2 before anything loads)
+check_device = _checked(_check_device)
+check_dtype = _checked(_check_dtype)
+
 DeviceOpt = Annotated[
     str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.", callback=_checked(_check_device))
 ]

@@ -1,151 +1,17 @@
-"""``visdepth truncate``: RQ3, task quality and compute saved when image tokens stop at a cut depth."""
+"""``visdepth truncate``: RQ3, task quality and compute saved when image tokens stop at a cut depth.
+
+The options are the fields of the experiment's config (cli/options.py); this file only prints the summary.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
-
-from visdepth.cli.common import (
-    DeviceOpt,
-    DtypeOpt,
-    LimitOpt,
-    LogSamplesOpt,
-    ModelArgsOpt,
-    ModelOpt,
-    OutputPathOpt,
-    ProgressOpt,
-    SeedOpt,
-    console,
-    friendly,
-    parse_model_args,
-    split_list,
-)
-from visdepth.defaults import DEFAULT_DATASET_NAME, DEFAULT_MODEL
-from visdepth.errors import ConfigError
+from visdepth.cli.common import console
+from visdepth.cli.experiment import experiment_command
 
 if TYPE_CHECKING:  # pragma: no cover
     from visdepth.results.schemas.truncate import DepthPick, TruncateResult
-
-
-def parse_cuts(text: str) -> str | list[int]:
-    """``all`` or ``0,4,8`` -> ``"all"`` or ``[0, 4, 8]``."""
-    if text.strip().lower() == "all":
-        return "all"
-    items = split_list(text)
-    try:
-        cuts = [int(item) for item in items]
-    except ValueError:
-        raise ConfigError(
-            f"--cut {text!r} is not 'all' or whole numbers; write e.g. --cut all or --cut 0,4,8."
-        ) from None
-    if not cuts:
-        raise ConfigError("--cut names no depth; write e.g. --cut all or --cut 0,4,8.")
-    return cuts
-
-
-@friendly
-def command(
-    model: ModelOpt = DEFAULT_MODEL,
-    model_args: ModelArgsOpt = "",
-    tasks: Annotated[
-        str,
-        typer.Option(
-            help="comma-separated tasks: shapes, photos, blink, flickr8k, chartqa, vqav2, local:<jsonl>."
-        ),
-    ] = DEFAULT_DATASET_NAME,
-    limit: LimitOpt = None,
-    cut: Annotated[
-        str,
-        typer.Option(
-            "--cut", "--cuts", help="cut depths l_c: 'all' (0..L) or a list such as 0,4,8 (L is added)."
-        ),
-    ] = "all",
-    mode: Annotated[
-        str, typer.Option(help="drop (image tokens removed: faster) or mask (exact, no speed-up).")
-    ] = "drop",
-    budget: Annotated[
-        float, typer.Option(help="share of the full model's quality the budget cut keeps, in (0, 1].")
-    ] = 0.95,
-    vtw_threshold: Annotated[
-        float,
-        typer.Option(
-            "--vtw_threshold", "--vtw-threshold", help="KL (nats) below which VTW's criterion accepts a cut."
-        ),
-    ] = 0.05,
-    pick_rule: Annotated[
-        str,
-        typer.Option(
-            "--pick_rule",
-            "--pick-rule",
-            help="stable: the shallowest cut from which every deeper cut meets the budget / VTW criterion; "
-            "first: the shallowest cut that meets it.",
-        ),
-    ] = "stable",
-    calibration: Annotated[
-        int,
-        typer.Option(help="samples for VTW's criterion (train split when the task has one, else evaluated)."),
-    ] = 16,
-    batch_size: Annotated[
-        int, typer.Option("--batch_size", "--batch-size", help="samples per forward pass.")
-    ] = 8,
-    timing: Annotated[
-        bool, typer.Option(help="measure prefill/decode latency and peak memory per cut.")
-    ] = True,
-    timing_repeats: Annotated[
-        int, typer.Option("--timing_repeats", "--timing-repeats", help="timed repeats per measurement.")
-    ] = 3,
-    max_new_tokens: Annotated[
-        int | None,
-        typer.Option("--max_new_tokens", "--max-new-tokens", help="override the tasks' generation budgets."),
-    ] = None,
-    sentence_model: Annotated[
-        str | None,
-        typer.Option(
-            "--sentence_model", "--sentence-model", help="sentence encoder (default: bundled MiniLM)."
-        ),
-    ] = None,
-    chat: Annotated[bool, typer.Option(help="format prompts with the model's chat template.")] = True,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    seed: SeedOpt = 0,
-    output_path: OutputPathOpt = "outputs",
-    log_samples: LogSamplesOpt = True,
-    progress: ProgressOpt = True,
-) -> None:
-    """Keep image tokens for the first l_c decoder layers only: quality, KL and compute per cut, depth budget."""
-    from visdepth.experiments.truncate import PICK_RULES, TruncateConfig, run, run_dir
-
-    if pick_rule not in PICK_RULES:
-        raise ConfigError(f"--pick_rule {pick_rule!r} is unknown; use {', '.join(PICK_RULES)}.")
-    config = TruncateConfig(
-        model=model,
-        model_args=parse_model_args(model_args),
-        tasks=split_list(tasks),
-        limit=limit,
-        cuts=parse_cuts(cut),
-        mode=mode,
-        budget=budget,
-        vtw_threshold=vtw_threshold,
-        pick_rule=pick_rule,  # type: ignore[arg-type]
-        calibration=calibration,
-        batch_size=batch_size,
-        timing=timing,
-        timing_repeats=timing_repeats,
-        device=device,
-        dtype=dtype,
-        seed=seed,
-        chat=chat,
-        max_new_tokens=max_new_tokens,
-        sentence_model=sentence_model,
-        output_path=output_path,
-        log_samples=log_samples,
-        progress=progress,
-    )
-    result = run(config)
-    folder = run_dir(config, result.model["name"])
-    _print_summary(result)
-    console.print(f"[green]wrote[/] {folder / 'results.json'} and {len(result.files)} files beside it")
 
 
 def _cut(pick: DepthPick | None, L: int) -> str:
@@ -244,3 +110,6 @@ def _print_summary(result: TruncateResult) -> None:
             "ms/token; " + "; ".join(parts),
             highlight=False,
         )
+
+
+command = experiment_command("truncate", _print_summary)

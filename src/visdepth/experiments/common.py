@@ -9,16 +9,17 @@ import hashlib
 import json
 import os
 import tempfile
+import typing
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm.auto import tqdm
 
-from visdepth.defaults import DEFAULT_MODEL
+from visdepth.defaults import DEFAULT_DATASET_NAME, DEFAULT_MODEL
 from visdepth.errors import ConfigError
 from visdepth.results.io import JsonlWriter, read_jsonl, set_seed, write_json
 from visdepth.results.lock import RunLock
@@ -30,18 +31,78 @@ COMMON_FINGERPRINT_KEYS = ("model", "model_args", "device", "dtype", "seed", "ch
 
 
 class ExperimentConfig(BaseModel):
-    """What every experiment is configured with: the model and how to load it, the seed, prompt formatting, and
-    where and how results are written (lm-eval names)."""
+    """What every experiment is configured with: the model and how to load it, the tasks, the seed, prompt
+    formatting, and where and how results are written (lm-eval names).
 
-    model: str = DEFAULT_MODEL
-    model_args: dict[str, Any] = Field(default_factory=dict)
-    device: str = "auto"
-    dtype: str = "auto"
-    seed: int = 0
+    Each field is the one source of its option: default, range (``ge=...``) and help text are declared here and
+    the CLI is made from them. A value out of range, or an unknown field, is a one-line :class:`ConfigError`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise ConfigError(validation_message(type(self), err.errors()[0])) from None
+
+    model: str = Field(
+        default=DEFAULT_MODEL, description="HF id, local folder, or built-in name (see `visdepth models`)"
+    )
+    model_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="from_pretrained kwargs, e.g. 'revision=main,trust_remote_code=true' (processor_* go to the "
+        "processor)",
+    )
+    tasks: list[str] = Field(
+        default_factory=lambda: [DEFAULT_DATASET_NAME],
+        validation_alias=AliasChoices("tasks", "data"),
+        description="tasks, built-in data sets or JSONL manifests, comma-separated (see `visdepth datasets`)",
+        json_schema_extra={"cli": ["--data"]},
+    )
+    limit: int | None = Field(default=None, ge=1, description="use only the first N samples of each task")
+    device: str = Field(default="auto", description="auto, cpu, cuda, cuda:1, mps")
+    dtype: str = Field(default="auto", description="auto, float32, bfloat16, float16")
+    seed: int = Field(default=0, description="seed of every random choice (same seed, same numbers)")
     chat: bool = Field(default=True, description="format prompts with the model's chat template")
-    output_path: str = "outputs"
-    log_samples: bool = True
-    progress: bool = True
+    output_path: str = Field(
+        default="outputs", description="folder for results.json, samples.jsonl and figures"
+    )
+    log_samples: bool = Field(default=True, description="keep the per-sample JSONL")
+    progress: bool = Field(default=True, description="show progress bars")
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _task_list(cls, value: Any) -> Any:
+        """One name, or several comma-separated, as well as a list."""
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+
+def validation_message(config_class: type[BaseModel], error: dict[str, Any], where: str = "") -> str:
+    """One line for pydantic's first complaint, in the words of the option and its declared range."""
+    name = ".".join(str(p) for p in error["loc"]) or "config"
+    got, kind, ctx = error.get("input"), error["type"], error.get("ctx") or {}
+    option = f"--{name}{where}"
+    if kind == "extra_forbidden":
+        import difflib
+
+        fields = list(config_class.model_fields)
+        close = difflib.get_close_matches(name, fields, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"the options are {', '.join(fields)}."
+        return f"unknown option {name!r}{where}; {hint}"
+    if kind == "value_error":  # a validator of the config said why, naming the option itself
+        return f"{ctx.get('error', error['msg'])}."
+    if kind == "literal_error" and name in config_class.model_fields:
+        allowed = typing.get_args(config_class.model_fields[name].annotation)
+        return f"{option} {got!r} is unknown; use {', '.join(map(str, allowed))}."
+    if kind in ("greater_than_equal", "greater_than"):
+        bound = ctx.get("ge", ctx.get("gt"))
+        what = "at least" if kind == "greater_than_equal" else "more than"
+        positive = " (not a positive whole number)" if bound in (0, 1) and isinstance(got, int) else ""
+        return f"{option} must be {what} {bound}, got {got!r}{positive}."
+    return f"{option}: {error['msg'][0].lower()}{error['msg'][1:]} (got {got!r})."
 
 
 def run_dir(output_path: str | Path, adapter_name: str, experiment: str) -> Path:
@@ -177,18 +238,20 @@ def column_stats(values: np.ndarray) -> LayerStats:
     )
 
 
-def write_results(
-    result: Any, out: Path, figures: dict[str, Path], log_samples: bool, *, started_at: datetime
-) -> Any:
+def write_results(result: Any, out: Path, log_samples: bool, *, started_at: datetime) -> Any:
     """Stamp ``result.meta`` with the run's start (``started_at``, from :func:`start_run`) and finish (now),
-    record the figures in ``result.files``, write ``results.json``, and drop ``samples.jsonl`` when
-    ``log_samples`` is off (only once the summary is safely on disk: the rows were needed for resuming)."""
+    record the row files in ``result.files``, write ``results.json``, and drop the row files when
+    ``log_samples`` is off (only once the summary is safely on disk: the rows were needed for resuming).
+
+    Figures are not made here: :mod:`visdepth.report` draws them from ``results.json``."""
     result.meta.started_at = started_at
     result.meta.finish()
-    result.files = {"samples": "samples.jsonl", **{k: str(p.relative_to(out)) for k, p in figures.items()}}
+    rows = sorted(out.glob("samples*.jsonl"))
+    result.files = {p.stem: p.name for p in rows}
     if not log_samples:
         write_json(out / "results.json", result)
-        (out / "samples.jsonl").unlink(missing_ok=True)
-        result.files.pop("samples")
+        for p in rows:
+            p.unlink(missing_ok=True)
+        result.files = {}
     write_json(out / "results.json", result)
     return result

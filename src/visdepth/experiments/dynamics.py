@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from visdepth.data import Sample, get_dataset, load_images
-from visdepth.defaults import DEFAULT_DATASET_NAME
+from visdepth.data import Sample, load_images
 from visdepth.errors import ConfigError
-from visdepth.experiments import common
+from visdepth.experiments import common, runner
+from visdepth.experiments.api import Experiment, Plan
 from visdepth.experiments.common import LayerStats, column_stats, fingerprint
 from visdepth.interventions.capture import capture_states
 from visdepth.metrics import (
@@ -49,10 +49,11 @@ from visdepth.metrics import (
     skean_entropy,
     skean_entropy_choices,
 )
-from visdepth.models import VLMAdapter, load
+from visdepth.models import VLMAdapter
+from visdepth.registry import EXPERIMENTS
 from visdepth.results.io import read_jsonl
-from visdepth.results.meta import run_metadata
 from visdepth.results.schemas.dynamics import GROUPS, METRICS, DynamicsResult
+from visdepth.tasks.registry import resolve_all
 
 #: metrics that run along one token sequence: in a pooled cloud they are measured per sample and averaged
 PER_SEQUENCE_METRICS = ("seq_curvature",)
@@ -64,7 +65,7 @@ MIN_POOL = 2
 
 FINGERPRINT_KEYS = (
     *common.COMMON_FINGERPRINT_KEYS,
-    "data",
+    "tasks",
     "exclude_special",
     "entropy_alpha",
     "entropy_normalize",
@@ -86,18 +87,25 @@ AUTO_POOL_BELOW = 64
 class DynamicsConfig(common.ExperimentConfig):
     """Everything that decides the numbers of a dynamics run (recorded in full in the result file)."""
 
-    data: str = DEFAULT_DATASET_NAME
-    limit: int | None = None
-    exclude_special: bool = True
-    entropy_alpha: float = 1.0
-    entropy_normalize: Literal["log_n", "log_d", "log_min", "log_min_nd"] = "log_min"
+    exclude_special: bool = Field(
+        default=True, description="leave template/special tokens out of the text group"
+    )
+    entropy_alpha: float = Field(
+        default=1.0, gt=0, description="Renyi order of the matrix entropy (1 = Shannon)"
+    )
+    entropy_normalize: Literal["log_n", "log_d", "log_min", "log_min_nd"] = Field(
+        default="log_min",
+        description="log_min = log min(N-1, d) (exact maximum after centring), log_min_nd, log_n or log_d",
+    )
     entropy_mode: Literal["paper", "skean"] = Field(
         default="paper",
         description="paper: centred, row-normalised Gram spectrum; skean: the reference choices of Skean et al. "
         "2025 (clamped Gram entries, normalised by min(log N, log d))",
     )
-    id_methods: tuple[str, ...] = ("twonn", "mle")
-    mle_k: int = 20
+    id_methods: tuple[str, ...] = Field(
+        default=("twonn", "mle"), description="intrinsic-dimension estimators"
+    )
+    mle_k: int = Field(default=20, ge=2, description="neighbours of the MLE (Levina-Bickel) estimator")
     max_tokens: int | None = Field(
         default=None,
         description="subsample each sample's groups to at most this many tokens (seeded by seed and sample id) "
@@ -109,7 +117,7 @@ class DynamicsConfig(common.ExperimentConfig):
         f"consecutive samples form one cloud; auto: pooled when a sample has fewer than {AUTO_POOL_BELOW} image "
         "tokens (too few points for entropy or intrinsic dimension), else per_sample",
     )
-    pool_size: int = Field(default=64, description="samples per pooled cloud (token_cloud=pooled)")
+    pool_size: int = Field(default=64, ge=1, description="samples per pooled cloud (token_cloud=pooled)")
     baseline: bool = Field(default=False, description="also measure the random-init twin of the model")
 
     def fingerprint(self) -> str:
@@ -328,10 +336,6 @@ def _cloud_choices(config: DynamicsConfig) -> dict[str, Any]:
     }
 
 
-def run_dir(config: DynamicsConfig, adapter_name: str) -> Path:
-    return common.run_dir(config.output_path, adapter_name, "dynamics")
-
-
 def _check_pools(path: Path, pools: list[Pool], config_fingerprint: str) -> None:
     """Refuse to resume from a file whose pool of the same id holds other samples (the data or --limit changed,
     e.g. a final partial pool that has grown)."""
@@ -345,26 +349,6 @@ def _check_pools(path: Path, pools: list[Pool], config_fingerprint: str) -> None
                 f"{path}: {row['id']} holds other samples than this run's pool (the data or --limit "
                 "changed); pass another --output_path or delete the file."
             )
-
-
-def _measure_all(
-    adapter: VLMAdapter,
-    samples: list[Sample],
-    config: DynamicsConfig,
-    path: Path,
-    label: str,
-) -> list[dict[str, Any]]:
-    """Measure every sample (or pool) not already in ``path`` and return all rows of this configuration."""
-    resume = dict(config_fingerprint=config.fingerprint(), label=label, progress=config.progress)
-    if config.token_cloud == "per_sample":
-        return common.resumable_rows(
-            path, samples, lambda sample: measure_sample(adapter, sample, config), **resume
-        )
-    pools = make_pools(samples, config.pool_size)
-    _check_pools(path, pools, resume["config_fingerprint"])
-    return common.resumable_rows(
-        path, pools, lambda pool: measure_pool(adapter, pool, config), item_id=lambda pool: pool.id, **resume
-    )
 
 
 def validate(config: DynamicsConfig) -> None:
@@ -403,62 +387,112 @@ def resolve_token_cloud(config: DynamicsConfig, adapter: VLMAdapter, samples: li
     return config.model_copy(update={"token_cloud": cloud})
 
 
-def run(config: DynamicsConfig, adapter: VLMAdapter | None = None) -> DynamicsResult:
-    """Run RQ1 on a model and data set; writes results.json, samples.jsonl and figures under the output path."""
-    started_at = common.start_run(config)
-    validate(config)
-    samples = get_dataset(config.data, limit=config.limit)
-    if not samples:
-        raise ConfigError(f"data set {config.data!r} has no samples; check --data and --limit.")
-    if config.token_cloud == "pooled":
-        _require_a_pool(samples, config)
-    if adapter is None:
-        adapter = load(
-            config.model, device=config.device, dtype=config.dtype, seed=config.seed, **config.model_args
-        )
-    adapter.check_fits(samples, chat=config.chat)  # a prompt past the context: refused before any row
-    if config.token_cloud == "auto":
-        config = resolve_token_cloud(config, adapter, samples)
+def load_samples(config: DynamicsConfig) -> list[Sample]:
+    """The samples of every task in ``config.tasks`` (``limit`` each), prompts in each task's own format."""
+    samples: list[Sample] = []
+    seen: dict[str, str] = {}
+    for name, task in resolve_all(config.tasks).items():
+        loaded = task.load(limit=config.limit)
+        if not loaded:
+            raise ConfigError(f"task {name!r} has no samples; check --tasks and --limit.")
+        for sample in loaded:
+            if sample.id in seen:
+                raise ConfigError(
+                    f"sample id {sample.id!r} is in both {seen[sample.id]!r} and {name!r}; run them separately."
+                )
+            seen[sample.id] = name
+            # the model sees the prompt the task formats (multiple-choice options, answer instructions)
+            samples.append(sample.model_copy(update={"prompt": task.prompt(sample)}))
+    return samples
+
+
+@EXPERIMENTS.register("dynamics")
+class Dynamics(Experiment):
+    """RQ1 through the runner: items are samples (per_sample) or pools of samples (pooled)."""
+
+    name = "dynamics"
+    question = "RQ1: how do image and text token representations evolve with depth?"
+    config_class = DynamicsConfig
+    result_class = DynamicsResult
+    quick = {"limit": 256, "baseline": True}
+
+    def validate(self, config: DynamicsConfig) -> None:
+        validate(config)
+
+    def load_data(self, config: DynamicsConfig) -> list[Sample]:
+        samples = load_samples(config)
         if config.token_cloud == "pooled":
             _require_a_pool(samples, config)
-    out = run_dir(config, adapter.name)
-    with common.lock_run_dir(out):
-        rows = _measure_all(adapter, samples, config, out / "samples.jsonl", "dynamics")
-        L = adapter.num_layers
-        baseline = None
-        if config.baseline:
-            # seed + 1: a tiny model is itself a random init drawn with `seed`, and its twin must differ from it
-            twin = adapter.random_twin(seed=config.seed + 1)
-            base_rows = _measure_all(
-                twin, samples, config, out / "samples_random_init.jsonl", "random-init twin"
-            )
-            baseline = summarise(base_rows)
+        return samples
+
+    def plan(self, config: DynamicsConfig, adapter: VLMAdapter, data: list[Sample]) -> Plan:
+        if config.token_cloud == "auto":
+            config = resolve_token_cloud(config, adapter, data)
+            if config.token_cloud == "pooled":
+                _require_a_pool(data, config)
+        pooled = config.token_cloud == "pooled"
+        items = make_pools(data, config.pool_size) if pooled else data
+        return Plan(
+            config=config,
+            adapter=adapter,
+            items=items,
+            fits=[(s, s.prompt) for s in data],
+            state={"samples": data, "measure": measure_pool if pooled else measure_sample},
+        )
+
+    def before_rows(self, plan: Plan, rows_path: Path) -> None:
+        if plan.config.token_cloud == "pooled":
+            _check_pools(rows_path, list(plan.items), plan.config.fingerprint())
+
+    def measure_batch(self, plan: Plan, items: list[Any]) -> list[dict[str, Any]]:
+        return [plan.state["measure"](plan.adapter, item, plan.config) for item in items]
+
+    def after_rows(self, plan: Plan, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+        if not plan.config.baseline:
+            return {}
+        # seed + 1: a tiny model is itself a random init drawn with `seed`, and its twin must differ from it
+        twin = plan.adapter.random_twin(seed=plan.config.seed + 1)
+        base_rows = common.resumable_rows(
+            out / "samples_random_init.jsonl",
+            plan.items,
+            measure_batch=lambda batch: [plan.state["measure"](twin, item, plan.config) for item in batch],
+            config_fingerprint=plan.config.fingerprint(),
+            label="random-init twin",
+            progress=plan.config.progress,
+        )
+        return {"baseline": summarise(base_rows)}
+
+    def summarise(self, plan: Plan, rows: list[dict[str, Any]], extras: dict[str, Any]) -> dict[str, Any]:
+        config, L = plan.config, plan.adapter.num_layers
         # a pooled row lists its samples' token counts; a per-sample row is its own (rows from before cloud_tokens
         # was recorded fall back to the counts before subsampling)
         sample_tokens = [t for r in rows for t in r.get("sample_tokens", [r["tokens"]])]
         cloud_tokens = [r.get("cloud_tokens", r["tokens"]) for r in rows]
-        result = DynamicsResult(
-            meta=run_metadata(
-                config=config.model_dump(),
-                choices=choices(config),
-                seed=config.seed,
-                device=adapter.device,
-                dtype=adapter.dtype,
-            ),
-            model=adapter.describe(),
-            num_layers=L,
-            layers=list(range(L + 1)),
-            depth=[layer / L for layer in range(L + 1)],
-            num_samples=len(sample_tokens),
-            tokens={g: _count_stats([t[g] for t in sample_tokens]) for g in GROUPS},
-            token_cloud=config.token_cloud,
-            pool_size=config.pool_size if config.token_cloud == "pooled" else None,
-            num_clouds=len(rows),
-            cloud_tokens={g: _count_stats([t[g] for t in cloud_tokens]) for g in GROUPS},
-            summary=summarise(rows),
-            baseline=baseline,
-        )
-        from visdepth.report.dynamics import plot_dynamics
+        return {
+            "num_layers": L,
+            "layers": list(range(L + 1)),
+            "depth": [layer / L for layer in range(L + 1)],
+            "num_samples": len(sample_tokens),
+            "tokens": {g: _count_stats([t[g] for t in sample_tokens]) for g in GROUPS},
+            "token_cloud": config.token_cloud,
+            "pool_size": config.pool_size if config.token_cloud == "pooled" else None,
+            "num_clouds": len(rows),
+            "cloud_tokens": {g: _count_stats([t[g] for t in cloud_tokens]) for g in GROUPS},
+            "summary": summarise(rows),
+            "baseline": extras.get("baseline"),
+        }
 
-        figures = plot_dynamics(result, out / "figures")
-        return common.write_results(result, out, figures, config.log_samples, started_at=started_at)
+    def choices(self, plan: Plan) -> dict[str, Any]:
+        return choices(plan.config)
+
+
+EXPERIMENT = EXPERIMENTS.get("dynamics")()
+
+
+def run(config: DynamicsConfig, adapter: VLMAdapter | None = None) -> DynamicsResult:
+    """Run RQ1 on a model and tasks through the runner; writes results.json and samples.jsonl (figures: report)."""
+    return runner.run(EXPERIMENT, config, adapter)
+
+
+def run_dir(config: DynamicsConfig, adapter_name: str) -> Path:
+    return common.run_dir(config.output_path, adapter_name, EXPERIMENT.folder(config))

@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
 from visdepth.data import Sample
-from visdepth.defaults import DEFAULT_DATASET_NAME
 from visdepth.errors import ConfigError
-from visdepth.experiments import common
+from visdepth.experiments import common, runner
+from visdepth.experiments.api import Experiment, Plan
 from visdepth.experiments.common import fingerprint
 from visdepth.interventions.hooks import greedy_generate
 from visdepth.interventions.substitute import (
@@ -43,15 +43,16 @@ from visdepth.interventions.substitute import (
     substituted_generate,
 )
 from visdepth.metrics import output as om
-from visdepth.models import VLMAdapter, load
-from visdepth.results.meta import run_metadata
+from visdepth.models import VLMAdapter
+from visdepth.registry import EXPERIMENTS
 from visdepth.results.schemas.swap import (
     MAIN_METRICS,
     SUMMARY_NAMES,
     DistanceCurve,
     SwapResult,
 )
-from visdepth.tasks import Task, get_task
+from visdepth.tasks import Task
+from visdepth.tasks.registry import resolve_all
 
 #: the default groups: the paper's image swap, the whole-text control and the size-matched text control
 GROUPS = GROUP_NAMES
@@ -61,7 +62,7 @@ IDENTITY_KL_TOL = 1e-6
 
 FINGERPRINT_KEYS = (
     *common.COMMON_FINGERPRINT_KEYS,
-    "data",
+    "tasks",
     "layers",
     "groups",
     "max_new_tokens",
@@ -73,17 +74,14 @@ FINGERPRINT_KEYS = (
 class SwapConfig(common.ExperimentConfig):
     """Everything that decides the numbers of a swap run (recorded in full in the result file)."""
 
-    data: str = Field(
-        default=DEFAULT_DATASET_NAME,
-        description="task name, built-in data set or JSONL manifest (anything get_task accepts)",
-    )
-    limit: int | None = None
     layers: str | list[int] = Field(
         default="all", description="the grid of depths: 'all' (0..L), a list, '0,2,4', or 'stride:k' (L kept)"
     )
     groups: tuple[str, ...] = Field(
         default=GROUPS,
-        description="token groups to swap: image, text (control), text_matched (size-matched control)",
+        description="token groups to swap, comma-separated: image, text (the control: every text token) and "
+        "text_matched (the fairer control: a seeded random text subset as large as the image group, never the "
+        "last prompt token)",
     )
     max_new_tokens: int | None = Field(
         default=None, description="generation budget; None: the task's per kind"
@@ -95,6 +93,12 @@ class SwapConfig(common.ExperimentConfig):
         default=om.DEFAULT_SENTENCE_MODEL, description="sentence encoder for similarity; None to skip it"
     )
     batch_size: int = Field(default=8, description="samples per batch (does not change the numbers)")
+
+    @field_validator("sentence_model", mode="before")
+    @classmethod
+    def _no_encoder(cls, value: Any) -> Any:
+        """``none`` (or an empty name) on the command line: no sentence encoder."""
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
 
     def fingerprint(self) -> str:
         """Hash of the fields that change per-sample numbers (a resumed run must match it)."""
@@ -246,27 +250,6 @@ def measure_batch(
     return rows
 
 
-def _measure_all(
-    adapter: VLMAdapter,
-    task: Task,
-    samples: list[Sample],
-    config: SwapConfig,
-    layers: list[int],
-    encoder: om.SentenceEncoder | None,
-    path: Path,
-) -> list[dict[str, Any]]:
-    """Rows of every sample; the ones not yet in ``path`` are measured in batches and appended one by one."""
-    return common.resumable_rows(
-        path,
-        samples,
-        config_fingerprint=config.fingerprint(),
-        measure_batch=lambda chunk: measure_batch(adapter, task, chunk, config, layers, encoder),
-        batch_size=config.batch_size,
-        label="swap",
-        progress=config.progress,
-    )
-
-
 # ---------------------------------------------------------------------- summary
 def _values(rows: list[dict[str, Any]], group: str, metric: str, n: int) -> np.ndarray:
     """(samples, n, n) values of one metric; NaN where a sample has none (a score its kind lacks)."""
@@ -370,8 +353,82 @@ def choices(config: SwapConfig, encoder: om.SentenceEncoder | None) -> dict[str,
     }
 
 
-def run_dir(config: SwapConfig, adapter_name: str) -> Path:
-    return common.run_dir(config.output_path, adapter_name, "swap")
+def validate(config: SwapConfig) -> None:
+    """Every option that needs no model, so bad input fails before anything is loaded."""
+    parse_layers(config.layers)
+    check_groups(config.groups)
+    if config.batch_size < 1:
+        raise ConfigError(f"--batch_size must be >= 1, got {config.batch_size}.")
+    if config.max_new_tokens is not None and config.max_new_tokens < 1:
+        raise ConfigError(f"--max_new_tokens must be >= 1, got {config.max_new_tokens}; or leave it out.")
+
+
+@EXPERIMENTS.register("swap")
+class Swap(Experiment):
+    """RQ2 through the runner: items are the samples of one task, batched by generation budget."""
+
+    name = "swap"
+    question = "RQ2: are image-token states interchangeable across depths?"
+    config_class = SwapConfig
+    result_class = SwapResult
+    # 5 depths (0, L/4, L/2, 3L/4, L on the default model): 75 spliced generations per sample
+    quick = {"limit": 32, "layers": "stride:3"}
+
+    def __init__(self, encoder: om.SentenceEncoder | None = None):
+        #: a sentence encoder to use instead of loading ``config.sentence_model``
+        self.encoder = encoder
+
+    def validate(self, config: SwapConfig) -> None:
+        validate(config)
+
+    def load_data(self, config: SwapConfig) -> tuple[Task, list[Sample]]:
+        tasks = resolve_all(config.tasks)
+        if len(tasks) != 1:
+            raise ConfigError(
+                f"swap compares the outputs of one task at a time, got {len(tasks)} ({', '.join(tasks)}); "
+                "run it once per task."
+            )
+        task = next(iter(tasks.values()))
+        return task, task.load(limit=config.limit)
+
+    def plan(self, config: SwapConfig, adapter: VLMAdapter, data: tuple[Task, list[Sample]]) -> Plan:
+        task, samples = data
+        encoder = self.encoder
+        if encoder is None and config.sentence_model is not None:
+            encoder = om.get_sentence_encoder(config.sentence_model, device=str(adapter.device))
+        layers = resolve_layers(config.layers, adapter.num_layers)
+        return Plan(
+            config=config,
+            adapter=adapter,
+            # similar budgets share a batch, so short answers do not wait for captions
+            items=sorted(samples, key=lambda s: budget(task, s, config)),
+            fits=[(s, task.prompt(s)) for s in samples],
+            batch_size=config.batch_size,
+            state={"task": task, "layers": layers, "encoder": encoder, "groups": check_groups(config.groups)},
+        )
+
+    def measure_batch(self, plan: Plan, items: list[Sample]) -> list[dict[str, Any]]:
+        st = plan.state
+        return measure_batch(plan.adapter, st["task"], items, plan.config, st["layers"], st["encoder"])
+
+    def summarise(self, plan: Plan, rows: list[dict[str, Any]], extras: dict[str, Any]) -> dict[str, Any]:
+        layers, groups, L = plan.state["layers"], plan.state["groups"], plan.adapter.num_layers
+        return {
+            "task": plan.state["task"].describe(),
+            "num_layers": L,
+            "layers": layers,
+            "depth": [layer / L for layer in layers],
+            "groups": groups,
+            "num_samples": len(rows),
+            "tokens": {g: float(np.mean([r["tokens"][g] for r in rows])) for g in groups},
+            **summarise(rows, layers, groups, L),
+        }
+
+    def choices(self, plan: Plan) -> dict[str, Any]:
+        return choices(plan.config, plan.state["encoder"])
+
+
+EXPERIMENT = EXPERIMENTS.get("swap")()
 
 
 def run(
@@ -379,55 +436,15 @@ def run(
     adapter: VLMAdapter | None = None,
     encoder: om.SentenceEncoder | None = None,
 ) -> SwapResult:
-    """Run RQ2 on a model and task; writes results.json, samples.jsonl and figures under the output path.
+    """Run RQ2 through the runner; writes results.json and samples.jsonl (figures: visdepth.report).
 
     ``encoder`` overrides the one named by ``config.sentence_model`` (which is loaded when not given).
     """
-    started_at = common.start_run(config)
-    parse_layers(config.layers)  # syntax errors before anything slow
-    groups = check_groups(config.groups)
-    if config.batch_size < 1:
-        raise ConfigError(f"--batch_size must be >= 1, got {config.batch_size}.")
-    if config.max_new_tokens is not None and config.max_new_tokens < 1:
-        raise ConfigError(f"--max_new_tokens must be >= 1, got {config.max_new_tokens}; or leave it out.")
-    task = get_task(config.data)
-    samples = task.load(limit=config.limit)
-    if adapter is None:
-        adapter = load(
-            config.model, device=config.device, dtype=config.dtype, seed=config.seed, **config.model_args
-        )
-    adapter.check_fits(samples, [task.prompt(s) for s in samples], chat=config.chat)
-    L = adapter.num_layers
-    layers = resolve_layers(config.layers, L)
-    if encoder is None and config.sentence_model is not None:
-        encoder = om.get_sentence_encoder(config.sentence_model, device=str(adapter.device))
-    out = run_dir(config, adapter.name)
-    with common.lock_run_dir(out):
-        # similar budgets share a batch, so short answers do not wait for captions
-        ordered = sorted(samples, key=lambda s: budget(task, s, config))
-        rows = _measure_all(adapter, task, ordered, config, layers, encoder, out / "samples.jsonl")
-        result = SwapResult(
-            meta=run_metadata(
-                config=config.model_dump(),
-                choices=choices(config, encoder),
-                seed=config.seed,
-                device=adapter.device,
-                dtype=adapter.dtype,
-            ),
-            model=adapter.describe(),
-            task=task.describe(),
-            num_layers=L,
-            layers=layers,
-            depth=[layer / L for layer in layers],
-            groups=groups,
-            num_samples=len(rows),
-            tokens={g: float(np.mean([r["tokens"][g] for r in rows])) for g in groups},
-            **summarise(rows, layers, groups, L),
-        )
-        from visdepth.report.swap import plot_swap
+    return runner.run(Swap(encoder) if encoder is not None else EXPERIMENT, config, adapter)
 
-        figures = plot_swap(result, out / "figures")
-        return common.write_results(result, out, figures, config.log_samples, started_at=started_at)
+
+def run_dir(config: SwapConfig, adapter_name: str) -> Path:
+    return common.run_dir(config.output_path, adapter_name, EXPERIMENT.folder(config))
 
 
 __all__ = [

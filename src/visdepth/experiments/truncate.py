@@ -30,21 +30,21 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
 from visdepth.compute import DecoderShape, cut_costs, measure, peak_memory
 from visdepth.data import Sample
-from visdepth.defaults import DEFAULT_DATASET_NAME
 from visdepth.errors import ConfigError
-from visdepth.experiments import common
+from visdepth.experiments import common, runner
+from visdepth.experiments.api import Experiment, Plan
 from visdepth.experiments.common import LayerStats, column_stats, fingerprint
 from visdepth.interventions.sweep import sweep_cut_logits
 from visdepth.interventions.truncate import truncated_generate, truncated_logits, validate_cut, validate_mode
 from visdepth.metrics import output as om
-from visdepth.models import VLMAdapter, load
+from visdepth.models import VLMAdapter
 from visdepth.models.base import ModelInputs
-from visdepth.results.meta import run_metadata
+from visdepth.registry import EXPERIMENTS
 from visdepth.results.schemas.truncate import (
     PICK_RULES,
     DepthPick,
@@ -54,7 +54,8 @@ from visdepth.results.schemas.truncate import (
     TimingSummary,
     TruncateResult,
 )
-from visdepth.tasks import Task, get_task, score_names
+from visdepth.tasks import Task, score_names
+from visdepth.tasks.registry import resolve_all
 
 #: kinds read off the first next-token distribution of the sweep; the others generate per cut
 SWEEP_KINDS = ("single_token", "multiple_choice")
@@ -87,10 +88,10 @@ FINGERPRINT_KEYS = (
 class TruncateConfig(common.ExperimentConfig):
     """Everything that decides the numbers of a truncation run (recorded in full in the result file)."""
 
-    tasks: list[str] = Field(default_factory=lambda: [DEFAULT_DATASET_NAME])
-    limit: int | None = None
     cuts: str | list[int] = Field(
-        default="all", description='"all" (0..L) or explicit cut depths; L is added'
+        default="all",
+        description="cut depths l_c: 'all' (0..L) or a list such as 0,4,8 (L is added)",
+        json_schema_extra={"cli": ["--cut"]},
     )
     mode: str = Field(default="drop", description="drop (faster) or mask (exact, no speed-up)")
     budget: float = Field(
@@ -109,11 +110,35 @@ class TruncateConfig(common.ExperimentConfig):
         description="samples for VTW's criterion: from the task's train split when it has one (and is not the "
         "evaluated split), else the first evaluated samples",
     )
-    batch_size: int = 8
-    timing: bool = True
-    timing_repeats: int = 3
+    batch_size: int = Field(default=8, ge=1, description="samples per batch (does not change the numbers)")
+    timing: bool = Field(
+        default=True, description="measure prefill and decode latency and peak memory per cut"
+    )
+    timing_repeats: int = Field(default=3, ge=1, description="timed repeats per cut (medians are reported)")
     max_new_tokens: int | None = Field(default=None, description="override the tasks' per-kind budgets")
     sentence_model: str | None = Field(default=None, description="None: the bundled all-MiniLM-L6-v2")
+
+    @field_validator("cuts", mode="before")
+    @classmethod
+    def _cut_list(cls, value: Any) -> Any:
+        """``"0,4,8"`` (as typed on the command line) -> ``[0, 4, 8]``; ``"all"`` stays."""
+        if not isinstance(value, str) or value.strip().lower() == "all":
+            return value
+        try:
+            cuts = [int(item) for item in value.split(",") if item.strip()]
+        except ValueError:
+            raise ValueError(
+                f"--cut {value!r} is not 'all' or whole numbers; write e.g. --cut all or --cut 0,4,8"
+            ) from None
+        if not cuts:
+            raise ValueError("--cut names no depth; write e.g. --cut all or --cut 0,4,8")
+        return cuts
+
+    @field_validator("sentence_model", mode="before")
+    @classmethod
+    def _no_encoder(cls, value: Any) -> Any:
+        """``none`` (or an empty name) on the command line: no sentence encoder."""
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
 
     def fingerprint(self) -> str:
         """Hash of the fields that change per-sample numbers (a resumed run must match it)."""
@@ -665,95 +690,111 @@ def choices(
     }
 
 
-def run_dir(config: TruncateConfig, adapter_name: str) -> Path:
-    """One folder per model and mode, so drop and mask runs of the same model sit side by side."""
-    return common.run_dir(config.output_path, adapter_name, f"truncate-{config.mode}")
+@EXPERIMENTS.register("truncate")
+class Truncate(Experiment):
+    """RQ3 through the runner: items are (task, sample) pairs, evaluated or calibration, batched by kind."""
+
+    name = "truncate"
+    question = "RQ3: how much visual depth does each task need, and what does cutting save?"
+    config_class = TruncateConfig
+    result_class = TruncateResult
+    quick = {"limit": 200, "timing_repeats": 2}
+
+    def folder(self, config: TruncateConfig) -> str:
+        """One folder per mode, so drop and mask runs of the same model sit side by side."""
+        return f"truncate-{config.mode}"
+
+    def validate(self, config: TruncateConfig) -> None:
+        validate(config)
+
+    def load_data(self, config: TruncateConfig) -> tuple[dict[str, Task], dict[str, list[Sample]]]:
+        # keyed by the name as given: "shapes" and "shapes:train" are two tasks of one Task.name
+        tasks = resolve_all(config.tasks)
+        return tasks, {name: task.load(config.limit) for name, task in tasks.items()}
+
+    def plan(self, config: TruncateConfig, adapter: VLMAdapter, data: Any) -> Plan:
+        tasks, samples = data
+        cuts = resolve_cuts(config.cuts, adapter)
+        calibration: dict[str, dict[str, Any]] = {}
+        items: list[Item] = []
+        for name, task in tasks.items():
+            items += _items(name, task, samples[name], "eval")
+            extra, calibration[name] = calibration_samples(task, samples[name], config.calibration)
+            if extra is not None:
+                items += _items(name, task, extra, "calibration")
+        return Plan(
+            config=config,
+            adapter=adapter,
+            items=items,
+            fits=[(it.sample, tasks[it.task].prompt(it.sample)) for it in items],
+            batch_size=config.batch_size,
+            # like items (task, role, kind) share a batch
+            bucket=lambda item: item.bucket,
+            state={
+                "tasks": tasks,
+                "samples": samples,
+                "calibration": calibration,
+                "ctx": Context(adapter, config, tasks, cuts),
+                "uses_encoder": any(it.kind in ENCODER_KINDS for it in items if it.role == "eval"),
+            },
+        )
+
+    def measure_batch(self, plan: Plan, items: list[Item]) -> list[dict[str, Any]]:
+        return measure_batch(plan.state["ctx"], items)
+
+    def after_rows(self, plan: Plan, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+        config, st = plan.config, plan.state
+        if not config.timing:
+            return {}
+        first = next(iter(st["tasks"]))
+        subset = st["samples"][first][: config.batch_size]
+        inputs = st["ctx"].build(st["tasks"][first], subset)
+        timing = measure_timing(
+            plan.adapter, inputs, st["ctx"].cuts, config.mode, config.timing_repeats, progress=config.progress
+        )
+        return {"timing": TimingSummary(task=first, samples=[s.id for s in subset], **timing)}
+
+    def summarise(self, plan: Plan, rows: list[dict[str, Any]], extras: dict[str, Any]) -> dict[str, Any]:
+        config, st = plan.config, plan.state
+        cuts, calibration = st["ctx"].cuts, st["calibration"]
+        by_id = {r["id"]: r for r in rows}
+        summaries: dict[str, TaskSummary] = {}
+        for name, task in st["tasks"].items():
+            task_rows = [by_id[f"{name}/{s.id}"] for s in st["samples"][name]]
+            if calibration[name]["source"] == "train split":
+                cal_rows = [r for r in rows if r["task"] == name and r["role"] == "calibration"]
+            else:
+                cal_rows = task_rows[: calibration[name]["n"]]
+            calibration[name]["samples"] = [r["sample"] for r in cal_rows]
+            summaries[name] = summarise_task(
+                task, st["samples"][name], task_rows, cal_rows, calibration[name], config, cuts
+            )
+        L = plan.adapter.num_layers
+        return {
+            "num_layers": L,
+            "cuts": cuts,
+            "depth": [c / L for c in cuts],
+            "mode": config.mode,
+            "budget": config.budget,
+            "vtw_threshold": config.vtw_threshold,
+            "pick_rule": config.pick_rule,
+            "tasks": summaries,
+            "timing": extras.get("timing"),
+        }
+
+    def choices(self, plan: Plan) -> dict[str, Any]:
+        st = plan.state
+        encoder = st["ctx"].encoder if st["uses_encoder"] else None
+        return choices(plan.config, st["tasks"], st["calibration"], encoder)
+
+
+EXPERIMENT = EXPERIMENTS.get("truncate")()
 
 
 def run(config: TruncateConfig, adapter: VLMAdapter | None = None) -> TruncateResult:
-    """Run RQ3 on a model and tasks; writes results.json, samples.jsonl and figures under the output path."""
-    started_at = common.start_run(config)
-    validate(config)
-    # keyed by the name as given: "shapes" and "shapes:train" are two tasks of one Task.name
-    tasks = {name: get_task(name) for name in dict.fromkeys(n.strip() for n in config.tasks)}
-    samples = {name: task.load(config.limit) for name, task in tasks.items()}
-    if adapter is None:
-        adapter = load(
-            config.model, device=config.device, dtype=config.dtype, seed=config.seed, **config.model_args
-        )
-    cuts = resolve_cuts(config.cuts, adapter)
-    calibration: dict[str, dict[str, Any]] = {}
-    items: list[Item] = []
-    for name, task in tasks.items():
-        items += _items(name, task, samples[name], "eval")
-        extra, calibration[name] = calibration_samples(task, samples[name], config.calibration)
-        if extra is not None:
-            items += _items(name, task, extra, "calibration")
-    # a prompt past the model's context is refused here, before any row is measured
-    adapter.check_fits(
-        [it.sample for it in items], [tasks[it.task].prompt(it.sample) for it in items], chat=config.chat
-    )
-    uses_encoder = any(it.kind in ENCODER_KINDS for it in items if it.role == "eval")
-    out = run_dir(config, adapter.name)
-    with common.lock_run_dir(out):
-        path = out / "samples.jsonl"
-        ctx = Context(adapter, config, tasks, cuts)
-        all_rows = common.resumable_rows(
-            path,
-            items,
-            config_fingerprint=config.fingerprint(),
-            # like items (task, role, kind) share a batch
-            measure_batch=lambda batch: measure_batch(ctx, batch),
-            batch_size=config.batch_size,
-            bucket=lambda item: item.bucket,
-            label="truncate",
-            progress=config.progress,
-        )
-        by_id = {r["id"]: r for r in all_rows}
-        summaries: dict[str, TaskSummary] = {}
-        for name, task in tasks.items():
-            rows = [by_id[f"{name}/{s.id}"] for s in samples[name]]
-            if calibration[name]["source"] == "train split":
-                cal_rows = [r for r in all_rows if r["task"] == name and r["role"] == "calibration"]
-            else:
-                cal_rows = rows[: calibration[name]["n"]]
-            calibration[name]["samples"] = [r["sample"] for r in cal_rows]
-            summaries[name] = summarise_task(
-                task, samples[name], rows, cal_rows, calibration[name], config, cuts
-            )
-        timing = None
-        if config.timing:
-            first = next(iter(tasks))
-            subset = samples[first][: config.batch_size]
-            inputs = ctx.build(tasks[first], subset)
-            timing = TimingSummary(
-                task=first,
-                samples=[s.id for s in subset],
-                **measure_timing(
-                    adapter, inputs, cuts, config.mode, config.timing_repeats, progress=config.progress
-                ),
-            )
-        L = adapter.num_layers
-        result = TruncateResult(
-            meta=run_metadata(
-                config=config.model_dump(),
-                choices=choices(config, tasks, calibration, ctx.encoder if uses_encoder else None),
-                seed=config.seed,
-                device=adapter.device,
-                dtype=adapter.dtype,
-            ),
-            model=adapter.describe(),
-            num_layers=L,
-            cuts=cuts,
-            depth=[c / L for c in cuts],
-            mode=config.mode,
-            budget=config.budget,
-            vtw_threshold=config.vtw_threshold,
-            pick_rule=config.pick_rule,
-            tasks=summaries,
-            timing=timing,
-        )
-        from visdepth.report.truncate import plot_truncate
+    """Run RQ3 through the runner; writes results.json and samples.jsonl (figures: visdepth.report)."""
+    return runner.run(EXPERIMENT, config, adapter)
 
-        figures = plot_truncate(result, out / "figures")
-        return common.write_results(result, out, figures, config.log_samples, started_at=started_at)
+
+def run_dir(config: TruncateConfig, adapter_name: str) -> Path:
+    return common.run_dir(config.output_path, adapter_name, EXPERIMENT.folder(config))

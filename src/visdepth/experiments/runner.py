@@ -1,0 +1,75 @@
+"""The one runner every experiment goes through: seeding, validation, loading, run folder, resume, metadata,
+writing.
+
+The order is the same for all of them and is what makes a run safe to kill: options are checked and data is read
+before the model loads; the run folder is locked (a second run into it is refused); every measured item is one
+fsync'd JSONL row, so a rerun of the same command measures only what is missing; the summary is recomputed from
+all rows and written atomically with the full config, versions, git state, device, dtype, seed and every open
+choice. Nothing is drawn here (see :mod:`visdepth.report`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from visdepth.experiments import common
+from visdepth.experiments.api import Experiment
+from visdepth.models import VLMAdapter, load
+from visdepth.registry import EXPERIMENTS
+from visdepth.results.meta import run_metadata
+
+
+def run(experiment: Experiment | str, config: Any, adapter: VLMAdapter | None = None) -> Any:
+    """Run ``experiment`` (an instance or a registered name) with ``config``; returns its typed result.
+
+    ``adapter`` reuses an already loaded model (``visdepth run`` loads it once for every experiment).
+    """
+    exp = EXPERIMENTS.get(experiment)() if isinstance(experiment, str) else experiment
+    if not isinstance(config, exp.config_class):
+        config = exp.config_class(**config)
+    started_at = common.start_run(config)
+    exp.validate(config)
+    data = exp.load_data(config)
+    if adapter is None:
+        adapter = load(
+            config.model, device=config.device, dtype=config.dtype, seed=config.seed, **config.model_args
+        )
+    plan = exp.plan(config, adapter, data)
+    if plan.fits:
+        # a prompt past the model's context is refused here, before any row is measured
+        samples, prompts = zip(*plan.fits, strict=True)
+        adapter.check_fits(list(samples), list(prompts), chat=plan.config.chat)
+    out = run_folder(exp, plan.config, adapter.name)
+    with common.lock_run_dir(out):
+        path = out / "samples.jsonl"
+        exp.before_rows(plan, path)
+        rows = common.resumable_rows(
+            path,
+            plan.items,
+            config_fingerprint=plan.config.fingerprint(),
+            measure_batch=lambda batch: exp.measure_batch(plan, batch),
+            batch_size=plan.batch_size,
+            bucket=plan.bucket,
+            item_id=plan.item_id,
+            label=exp.name,
+            progress=plan.config.progress,
+        )
+        extras = exp.after_rows(plan, rows, out)
+        result = exp.result_class(
+            meta=run_metadata(
+                config=plan.config.model_dump(),
+                choices=exp.choices(plan),
+                seed=plan.config.seed,
+                device=adapter.device,
+                dtype=adapter.dtype,
+            ),
+            model=adapter.describe(),
+            **exp.summarise(plan, rows, extras),
+        )
+        return common.write_results(result, out, plan.config.log_samples, started_at=started_at)
+
+
+def run_folder(exp: Experiment, config: Any, model_name: str) -> Path:
+    """``<output_path>/<model slug>/<experiment folder>``."""
+    return common.run_dir(config.output_path, model_name, exp.folder(config))
