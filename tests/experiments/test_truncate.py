@@ -399,8 +399,10 @@ def test_caption_bleu_in_the_summary_is_corpus_bleu():
         }
         for s, p in zip(group, preds, strict=True)
     ]
-    scores = exp._per_cut(task, group, rows, "scores", 2, predictions=True)
-    agreement = exp._per_cut(task, group, rows, "agreement", 2)
+    from visdepth.experiments.truncation.summary import _per_cut
+
+    scores = _per_cut(task, group, rows, "scores", 2, predictions=True)
+    agreement = _per_cut(task, group, rows, "agreement", 2)
     for j in range(2):
         hyps = [p[j] for p in preds]
         streams = [[s.references[k] for s in group] for k in range(3)]
