@@ -6,7 +6,7 @@ import ast
 import functools
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -75,20 +75,6 @@ def friendly(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-# --- options every experiment command takes (lm-eval spellings, with dash variants) ------------------------
-ModelOpt = Annotated[str, typer.Option(help="HF id, local folder, or built-in name (see `visdepth models`).")]
-ModelArgsOpt = Annotated[
-    str,
-    typer.Option(
-        "--model_args",
-        "--model-args",
-        help="from_pretrained kwargs, e.g. 'revision=main,trust_remote_code=true'.",
-    ),
-]
-DataOpt = Annotated[str, typer.Option(help="built-in data set name or JSONL manifest path.")]
-LimitOpt = Annotated[int | None, typer.Option(help="use only the first N samples.")]
-
-
 def _checked(check: Callable[[str], Any]) -> Callable[[str], str]:
     """An option callback that runs ``check`` while the command line is parsed, so a bad value is one red line
     (exit 2) before any data or model is touched; typer callbacks run outside :func:`friendly`."""
@@ -118,30 +104,10 @@ def _check_dtype(value: str) -> None:
     resolve_dtype(value, torch.device("cpu"))
 
 
+# --- options: every experiment's are made from its config fields (cli/options.py) --------------------------
 #: parse-time checks of --device and --dtype (one red line and exit 2 before anything loads)
 check_device = _checked(_check_device)
 check_dtype = _checked(_check_dtype)
-
-DeviceOpt = Annotated[
-    str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.", callback=_checked(_check_device))
-]
-DtypeOpt = Annotated[
-    str, typer.Option(help="auto, float32, bfloat16, float16.", callback=_checked(_check_dtype))
-]
-SeedOpt = Annotated[int, typer.Option(help="seed of every random choice (same seed, same numbers).")]
-OutputPathOpt = Annotated[
-    str,
-    typer.Option(
-        "--output_path", "--output-path", help="folder for results.json, samples.jsonl and figures."
-    ),
-]
-LogSamplesOpt = Annotated[
-    bool,
-    typer.Option(
-        "--log_samples/--no-log_samples", "--log-samples/--no-log-samples", help="keep the per-sample JSONL."
-    ),
-]
-ProgressOpt = Annotated[bool, typer.Option(help="show a progress bar.")]
 
 
 def split_list(text: str) -> list[str]:

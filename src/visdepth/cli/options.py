@@ -24,8 +24,6 @@ from visdepth.cli.common import check_device, check_dtype, parse_model_args, spl
 from visdepth.errors import ConfigError
 from visdepth.experiments.common import validation_message
 
-#: fields that are not options of a command (set by the command itself)
-HIDDEN = frozenset()
 #: per-field typer callbacks that check a value at parse time, before anything loads
 CALLBACKS: dict[str, Callable[[Any], Any]] = {"device": check_device, "dtype": check_dtype}
 
@@ -74,7 +72,7 @@ def option_names(name: str, field: FieldInfo) -> list[str]:
     return names
 
 
-def parameters(config_class: type[BaseModel], skip: frozenset[str] = HIDDEN) -> list[inspect.Parameter]:
+def parameters(config_class: type[BaseModel], skip: frozenset[str] = frozenset()) -> list[inspect.Parameter]:
     """One keyword parameter with a ``typer.Option`` per config field."""
     params = []
     for name, field in config_class.model_fields.items():
