@@ -352,16 +352,11 @@ def _check_pools(path: Path, pools: list[Pool], config_fingerprint: str) -> None
 
 
 def validate(config: DynamicsConfig) -> None:
-    """Raise a one-line ConfigError for a setting that cannot work, before any data or model is loaded."""
-    if config.entropy_alpha <= 0:
-        raise ConfigError(
-            f"entropy alpha must be > 0, got {config.entropy_alpha}; use 1 for Shannon entropy."
-        )
+    """Raise a one-line ConfigError for a setting that cannot work, before any data or model is loaded (ranges
+    such as entropy_alpha > 0 and pool_size >= 1 are declared on the fields and checked when the config is made)."""
     unknown = set(config.id_methods) - {"twonn", "mle"}
     if unknown:
         raise ConfigError(f"unknown intrinsic-dimension method(s) {sorted(unknown)}; use twonn and/or mle.")
-    if config.pool_size < 1:
-        raise ConfigError(f"--pool_size must be at least 1 sample, got {config.pool_size}.")
 
 
 def _count_stats(counts: list[int]) -> dict[str, float]:
