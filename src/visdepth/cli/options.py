@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from visdepth.cli.common import check_device, check_dtype, parse_model_args, split_list
 from visdepth.errors import ConfigError
-from visdepth.experiments.common import validation_message
+from visdepth.experiments.common import ExperimentConfig
 
 #: per-field typer callbacks that check a value at parse time, before anything loads
 CALLBACKS: dict[str, Callable[[Any], Any]] = {"device": check_device, "dtype": check_dtype}
@@ -160,21 +160,19 @@ def to_field_value(field: FieldInfo, value: Any) -> Any:
     return value
 
 
-def build_config(config_class: type[BaseModel], values: dict[str, Any], where: str = "") -> BaseModel:
-    """``config_class`` from option values, with a one-line ConfigError naming the option for a bad value."""
+def build_config(
+    config_class: type[ExperimentConfig], values: dict[str, Any], where: str = ""
+) -> ExperimentConfig:
+    """``config_class`` from option values (texts converted per field; an unknown name is left for the config
+    to refuse); the config's one-line ConfigError gets ``where`` (e.g. `` (in truncate)``) appended."""
     fields = config_class.model_fields
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(unknown[0], list(fields), n=1)
-        hint = f"; did you mean {close[0]}?" if close else f"; the options are {', '.join(fields)}"
-        raise ConfigError(f"unknown option {unknown[0]!r}{where}{hint}")
-    converted = {k: to_field_value(fields[k], v) for k, v in values.items()}
+    converted = {k: to_field_value(fields[k], v) if k in fields else v for k, v in values.items()}
     try:
         return config_class(**converted)
-    except ValidationError as err:  # a config class that is not an ExperimentConfig
-        raise ConfigError(validation_message(config_class, err.errors()[0], where)) from None
+    except ConfigError as err:
+        if not where:
+            raise
+        raise ConfigError(f"{str(err).rstrip('.')}{where}.") from None
 
 
 def with_signature(function: Callable[..., Any], params: list[inspect.Parameter]) -> Callable[..., Any]:

@@ -80,18 +80,18 @@ class ExperimentConfig(BaseModel):
         return value
 
 
-def validation_message(config_class: type[BaseModel], error: dict[str, Any], where: str = "") -> str:
+def validation_message(config_class: type[BaseModel], error: dict[str, Any]) -> str:
     """One line for pydantic's first complaint, in the words of the option and its declared range."""
     name = ".".join(str(p) for p in error["loc"]) or "config"
     got, kind, ctx = error.get("input"), error["type"], error.get("ctx") or {}
-    option = f"--{name}{where}"
+    option = f"--{name}"
     if kind == "extra_forbidden":
         import difflib
 
         fields = list(config_class.model_fields)
         close = difflib.get_close_matches(name, fields, n=1)
         hint = f"did you mean {close[0]}?" if close else f"the options are {', '.join(fields)}."
-        return f"unknown option {name!r}{where}; {hint}"
+        return f"unknown option {name!r}; {hint}"
     if kind == "value_error":  # a validator of the config said why, naming the option itself
         return f"{ctx.get('error', error['msg'])}."
     if kind == "literal_error" and name in config_class.model_fields:
