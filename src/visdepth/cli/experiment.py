@@ -24,12 +24,14 @@ def experiment_command(name: str, summary: Callable[[Any], None]) -> Callable[..
     exp = EXPERIMENTS.get(name)()
 
     def command(ctx: Any, **values: Any) -> None:
-        from visdepth.experiments import runner
+        from visdepth.experiments import distributed, runner
         from visdepth.report.figures import draw_figures
 
         options = {**read_config_file(values.pop("config")), **given_on_command_line(ctx, values)}
         config = build_config(exp.config_class, options)
         result = runner.run(exp, config)
+        if not distributed.current().is_main:  # one process of a data-parallel run draws and reports
+            return
         folder = runner.run_folder(exp, config, result.model["name"])
         figures = draw_figures(result, folder)
         summary(result)

@@ -60,7 +60,7 @@ def plan_configs(
 
 def run_study(ctx: Any, **values: Any) -> None:
     """Run every experiment (RQ1 dynamics, RQ2 swap, RQ3 truncate, ...) on one model, then write report.html."""
-    from visdepth.experiments import EXPERIMENTS, runner
+    from visdepth.experiments import EXPERIMENTS, distributed, runner
     from visdepth.models import load
     from visdepth.report.figures import draw_figures
     from visdepth.report.html import build_report
@@ -76,12 +76,17 @@ def run_study(ctx: Any, **values: Any) -> None:
         experiments = ",".join(experiments)
     chosen = plan_configs(experiments, {**file_options, **given}, sections)
     first = next(iter(chosen.values()))[1]
-    adapter = load(first.model, device=first.device, dtype=first.dtype, seed=first.seed, **first.model_args)
+    device = distributed.device_for(first.device)  # a data-parallel run: this process's own device
+    adapter = load(first.model, device=device, dtype=first.dtype, seed=first.seed, **first.model_args)
+    main = distributed.current().is_main
     model_folder = None
     for name, (exp, config) in chosen.items():
         started = time.perf_counter()
-        console.print(f"[bold]{name}[/]: {exp.question}")
+        if main:
+            console.print(f"[bold]{name}[/]: {exp.question}")
         result = runner.run(exp, config, adapter)
+        if not main:  # the main process draws and reports
+            continue
         folder = runner.run_folder(exp, config, adapter.name)
         model_folder = folder.parent
         figures = draw_figures(result, folder)
@@ -89,6 +94,8 @@ def run_study(ctx: Any, **values: Any) -> None:
             f"  [green]wrote[/] {folder / 'results.json'} and {len(figures)} figures "
             f"({time.perf_counter() - started:.0f} s)"
         )
+    if not main:
+        return
     report = build_report(model_folder)
     console.print(f"[green]report[/] {report}")
 

@@ -4,6 +4,7 @@ item, so a killed run loses nothing), and writing the results with the run's sta
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -21,8 +22,16 @@ from tqdm.auto import tqdm
 
 from visdepth.defaults import DEFAULT_DATASET_NAME, DEFAULT_MODEL
 from visdepth.errors import ConfigError
-from visdepth.results.io import JsonlWriter, read_jsonl, set_seed, write_json
-from visdepth.results.lock import RunLock
+from visdepth.experiments import distributed
+from visdepth.results.io import (
+    JsonlWriter,
+    dumps,
+    read_jsonl,
+    set_seed,
+    unique_rows,
+    write_json,
+    write_text_atomic,
+)
 from visdepth.results.meta import utc_now
 from visdepth.results.schemas.common import LayerStats
 
@@ -153,11 +162,12 @@ def start_run(config: ExperimentConfig) -> datetime:
     return started_at
 
 
-def lock_run_dir(out: Path) -> RunLock:
+def lock_run_dir(out: Path) -> contextlib.AbstractContextManager[None]:
     """The run folder's lock, for ``with lock_run_dir(out):`` around everything a run writes there: a second
     run into the same folder is refused (:class:`~visdepth.results.lock.RunLockedError`) instead of appending
-    every row a second time; a killed run's lock goes with its process."""
-    return RunLock(out)
+    every row a second time; a killed run's lock goes with its process. In a data-parallel run the main rank
+    holds it and the other ranks lock their own rows file (:func:`visdepth.experiments.distributed.lock_run`)."""
+    return distributed.lock_run(out)
 
 
 def fingerprint(config: BaseModel, keys: Iterable[str]) -> str:
@@ -185,36 +195,81 @@ def resumable_rows(
     consecutive items still to do that share a ``bucket`` key (batches are planned over what is missing, so a
     resumed run measures each missing item once). Rows get their ``id`` here and are fsync'd one by one. A file
     holding rows of another configuration is refused rather than mixed with this one.
+
+    In a data-parallel run (:mod:`visdepth.experiments.distributed`) every rank calls this with the same items:
+    the batches are dealt round-robin, each rank appends to its own ``<stem>.rank<k>.jsonl``, and the main rank
+    merges every rows file into ``path`` in item order; every rank returns all rows. Rows of an earlier run
+    (``path`` or rank files of any process count) count as done, in one process as in several.
     """
     if (measure is None) == (measure_batch is None):
         raise ValueError("give either measure or measure_batch")
     if measure is not None:
         measure_batch, batch_size = (lambda batch: [measure(batch[0])]), 1
+    ranks = distributed.current()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with JsonlWriter(path, resume=True) as writer:
-        foreign = {r.get("config_fingerprint") for r in writer.existing} - {config_fingerprint, None}
-        if foreign:
-            raise ConfigError(
-                f"{path} holds rows of a different configuration; pass another --output_path or delete the file."
-            )
-        todo = [it for it in items if item_id(it) not in writer.done_ids]
-        with tqdm(total=len(todo), desc=label, disable=not progress, unit="sample") as bar:
-            start = 0
-            while start < len(todo):
-                end = start + 1
-                while (
-                    end < len(todo) and end - start < batch_size and bucket(todo[end]) == bucket(todo[start])
-                ):
-                    end += 1
-                batch = todo[start:end]
-                for item, row in zip(batch, measure_batch(batch), strict=True):
-                    row["id"] = item_id(item)
-                    row["config_fingerprint"] = config_fingerprint
-                    writer.write(row)
-                    bar.update()
-                start = end
+    earlier = distributed.rows_files(path)
+    done = _done_ids(earlier, config_fingerprint)
+    # every rank has read what is done before any rank writes, so all deal the same batches
+    distributed.barrier()
+    todo = [it for it in items if item_id(it) not in done]
+    mine = distributed.deal(_batches(todo, batch_size, bucket), ranks)
+    total = sum(len(b) for b in mine)
+    bar = tqdm(total=total, desc=label, disable=not (progress and ranks.is_main), unit="sample")
+    with JsonlWriter(distributed.writing_path(path, ranks), resume=True) as writer, bar:
+        for batch in mine:
+            for item, row in zip(batch, measure_batch(batch), strict=True):
+                row["id"] = item_id(item)
+                row["config_fingerprint"] = config_fingerprint
+                writer.write(row)
+                bar.update()
+    distributed.barrier()
+    if ranks.is_main and any(p != path for p in distributed.rows_files(path)):
+        merge_rows(path, [item_id(it) for it in items])
+    distributed.barrier()
     by_id = {r["id"]: r for r in read_jsonl(path, key="id")}
     return [by_id[item_id(it)] for it in items if item_id(it) in by_id]
+
+
+def _done_ids(files: list[Path], config_fingerprint: str) -> set[str]:
+    """Ids of the rows already in ``files``; refuses rows of another configuration."""
+    done: set[str] = set()
+    for f in files:
+        rows = read_jsonl(f, key="id")
+        foreign = {r.get("config_fingerprint") for r in rows} - {config_fingerprint, None}
+        if foreign:
+            raise ConfigError(
+                f"{f} holds rows of a different configuration; pass another --output_path or delete the file."
+            )
+        done.update(str(r["id"]) for r in rows if r.get("id") is not None)
+    return done
+
+
+def _batches(todo: list[Any], batch_size: int, bucket: Callable[[Any], Any]) -> list[list[Any]]:
+    """Runs of up to ``batch_size`` consecutive items sharing a ``bucket`` key."""
+    batches, start = [], 0
+    while start < len(todo):
+        end = start + 1
+        while end < len(todo) and end - start < batch_size and bucket(todo[end]) == bucket(todo[start]):
+            end += 1
+        batches.append(todo[start:end])
+        start = end
+    return batches
+
+
+def merge_rows(path: Path, order: Sequence[str]) -> Path:
+    """Every rows file of ``path`` (itself and its rank files) into ``path``, each id once, rows of ``order``
+    (the plan's item ids) first in that order, then any others (rows of a larger earlier run) as they came;
+    written atomically, then the rank files are removed. The result does not depend on which rank measured what.
+    """
+    files = distributed.rows_files(path)
+    rows = unique_rows([r for f in files for r in read_jsonl(f)], key="id")
+    rank = {item: i for i, item in enumerate(order)}
+    rows.sort(key=lambda r: rank.get(str(r.get("id")), len(rank)))  # stable: the others keep their order
+    write_text_atomic(path, "".join(dumps(r) + "\n" for r in rows))
+    for f in files:
+        if f != path:
+            f.unlink(missing_ok=True)
+    return path
 
 
 def column_stats(values: np.ndarray) -> LayerStats:

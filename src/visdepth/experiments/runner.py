@@ -6,6 +6,10 @@ before the model loads; the run folder is locked (a second run into it is refuse
 fsync'd JSONL row, so a rerun of the same command measures only what is missing; the summary is recomputed from
 all rows and written atomically with the full config, versions, git state, device, dtype, seed and every open
 choice. Nothing is drawn here (see :mod:`visdepth.report`).
+
+Started by ``accelerate launch`` or ``torchrun``, every process runs this same function: each measures its share
+of the items on its own device and the main process merges the rows and writes the one results.json
+(:mod:`visdepth.experiments.distributed`); a one-process run is unchanged.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from visdepth.experiments import common
+from visdepth.experiments import common, distributed
 from visdepth.experiments.api import Experiment
 from visdepth.models import VLMAdapter, load
 from visdepth.registry import EXPERIMENTS
+from visdepth.results.io import read_json
 from visdepth.results.meta import run_metadata
 
 
@@ -31,9 +36,14 @@ def run(experiment: Experiment | str, config: Any, adapter: VLMAdapter | None = 
     started_at = common.start_run(config)
     exp.validate(config)
     data = exp.load_data(config)
+    ranks = distributed.current()
     if adapter is None:
         adapter = load(
-            config.model, device=config.device, dtype=config.dtype, seed=config.seed, **config.model_args
+            config.model,
+            device=distributed.device_for(config.device),
+            dtype=config.dtype,
+            seed=config.seed,
+            **config.model_args,
         )
     plan = exp.plan(config, adapter, data)
     if plan.fits:
@@ -55,19 +65,27 @@ def run(experiment: Experiment | str, config: Any, adapter: VLMAdapter | None = 
             label=exp.name,
             progress=plan.config.progress,
         )
+        # every rank: an experiment's own resumable rows (a baseline) are shared out like the main ones
         extras = exp.after_rows(plan, rows, out)
-        result = exp.result_class(
-            meta=run_metadata(
-                config=plan.config.model_dump(),
-                choices=exp.choices(plan),
-                seed=plan.config.seed,
-                device=adapter.device,
-                dtype=adapter.dtype,
-            ),
-            model=adapter.describe(),
-            **exp.summarise(plan, rows, extras),
-        )
-        return common.write_results(result, out, plan.config.log_samples, started_at=started_at)
+        if not ranks.is_main:
+            result = None
+        else:
+            result = exp.result_class(
+                meta=run_metadata(
+                    config=plan.config.model_dump(),
+                    choices=exp.choices(plan),
+                    seed=plan.config.seed,
+                    device=adapter.device,
+                    dtype=adapter.dtype,
+                    processes=ranks.world_size,
+                ),
+                model=adapter.describe(),
+                **exp.summarise(plan, rows, extras),
+            )
+            result = common.write_results(result, out, plan.config.log_samples, started_at=started_at)
+    if result is None:  # the other ranks return what the main one wrote (the lock's exit waited for it)
+        result = exp.result_class.model_validate(read_json(out / "results.json"))
+    return result
 
 
 def run_folder(exp: Experiment, config: Any, model_name: str) -> Path:

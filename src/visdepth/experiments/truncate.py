@@ -29,7 +29,7 @@ from pydantic import Field, field_validator
 
 from visdepth.data import Sample
 from visdepth.errors import ConfigError
-from visdepth.experiments import common, runner
+from visdepth.experiments import common, distributed, runner
 from visdepth.experiments.api import Experiment, Plan
 from visdepth.experiments.common import fingerprint
 from visdepth.experiments.truncation.measure import (  # noqa: F401  (names other modules read here)
@@ -296,8 +296,8 @@ class Truncate(Experiment):
 
     def after_rows(self, plan: Plan, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
         config, st = plan.config, plan.state
-        if not config.timing:
-            return {}
+        if not config.timing or not distributed.current().is_main:
+            return {}  # timed on the main process only, with the others idle, so they do not share its cores
         first = next(iter(st["tasks"]))
         subset = st["samples"][first][: config.batch_size]
         inputs = st["ctx"].build(st["tasks"][first], subset)

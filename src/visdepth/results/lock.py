@@ -85,11 +85,12 @@ class RunLock:
     Acquiring never waits: a folder locked by a live process raises :class:`RunLockedError` naming the folder,
     the holder and the fix. Releasing removes the lock file (while still holding the lock, so a run that opened
     the old file notices the swap and locks the new one). Not re-entrant: lock a folder once per run.
+    ``name`` is the lock file's (the other processes of a data-parallel run lock ``.visdepth.rank<k>.lock``).
     """
 
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
+    def __init__(self, folder: str | os.PathLike[str], name: str = LOCK_NAME) -> None:
         self.folder = Path(folder)
-        self.path = self.folder / LOCK_NAME
+        self.path = self.folder / name
         self._file: IO[str] | None = None
 
     @property

@@ -59,6 +59,7 @@ class RunMeta(BaseModel):
     )
     dtype: str | None
     seed: int | None
+    processes: int = Field(default=1, description="processes of a data-parallel run (accelerate / torchrun)")
     started_at: datetime
     finished_at: datetime | None = None
     command: list[str] = Field(default_factory=list)
@@ -170,6 +171,7 @@ def run_metadata(
     device: Any = "cpu",
     dtype: Any = None,
     started_at: datetime | None = None,
+    processes: int = 1,
 ) -> RunMeta:
     """Collect the provenance of a run.
 
@@ -193,6 +195,7 @@ def run_metadata(
         cuda=cuda_version(),
         dtype=_dtype_str(dtype),
         seed=None if seed is None else int(seed),
+        processes=int(processes),
         started_at=started_at or utc_now(),
         command=list(sys.argv),
         config=to_jsonable(config or {}),

@@ -1,0 +1,138 @@
+"""Data-parallel rows: two gloo processes under torchrun share out what is missing, the main one merges the rows
+files in item order; rows of an earlier run of any process count (or of a killed rank) are reused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from visdepth.experiments import common, distributed
+from visdepth.results.lock import RunLock, RunLockedError
+
+WORKER = Path(__file__).with_name("rows_worker.py")
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def launch(
+    n: int, *args: str, module: str | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node n`` (its module form, so any venv's torch serves) on the worker
+    script or on ``-m module``; fails the test with the processes' output when they fail."""
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    target = ["-m", module] if module else [str(WORKER)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", *target]
+    done = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        pytest.fail(
+            f"{n} processes failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+        )
+    return done
+
+
+def _row(i: int, **extra) -> str:
+    return json.dumps({"id": f"t/{i:03d}", "value": i * i, "config_fingerprint": "fp", **extra}) + "\n"
+
+
+def _ids(path: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+
+
+def test_two_processes_measure_each_missing_item_once_and_merge_in_item_order(tmp_path):
+    # left by a killed 3-process run and an earlier one-process run: rank 2 died mid-row
+    (tmp_path / "samples.jsonl").write_text(_row(1, reused=True))
+    (tmp_path / "samples.rank0.jsonl").write_text(_row(3, reused=True) + _row(0, reused=True))
+    (tmp_path / "samples.rank2.jsonl").write_text(_row(5, reused=True) + '{"id": "t/006", "val')
+    done = launch(2, str(tmp_path), "10", "2")
+    assert "rank 0/2 ok" in done.stdout and "rank 1/2 ok" in done.stdout
+
+    calls = {r: (tmp_path / f"calls.{r}").read_text().split("\n")[:-1] for r in (0, 1)}
+    measured = [line.split()[0] for r in (0, 1) for line in calls[r]]
+    missing = [f"t/{i:03d}" for i in (2, 4, 6, 7, 8, 9)]
+    assert sorted(measured) == missing  # each missing item once, none of the reused ones
+    assert calls[0] and calls[1]  # both ranks worked
+
+    merged = tmp_path / "samples.jsonl"
+    assert _ids(merged) == [f"t/{i:03d}" for i in range(10)]
+    assert sorted(p.name for p in tmp_path.glob("samples*")) == ["samples.jsonl"]
+    rows = {r["id"]: r for r in map(json.loads, merged.read_text().splitlines())}
+    assert all(rows[f"t/{i:03d}"].get("reused") for i in (0, 1, 3, 5))
+    # the batches are those one process would measure (runs of the missing items within a bucket)
+    items = [SimpleNamespace(id=i, bucket=int(i[2:]) // 4) for i in missing]
+    expected = [[it.id for it in b] for b in common._batches(items, 2, lambda it: it.bucket)]
+    assert sorted({tuple(rows[i]["batch"]) for i in missing}) == sorted(map(tuple, expected))
+    assert not list(tmp_path.glob(".visdepth*.lock"))  # every lock released
+
+
+def test_one_process_reuses_and_merges_the_rows_of_a_multi_process_run(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    (tmp_path / "samples.rank1.jsonl").write_text(_row(2, reused=True) + _row(0, reused=True))
+    (tmp_path / "samples.rank0.jsonl").write_text(_row(1, reused=True) + '{"id": "t/00')
+    items = [SimpleNamespace(id=f"t/{i:03d}") for i in range(4)]
+    seen = []
+
+    def measure(item):
+        seen.append(item.id)
+        return {"value": 0}
+
+    rows = common.resumable_rows(path, items, measure, config_fingerprint="fp", progress=False)
+    assert seen == ["t/003"]
+    assert [r["id"] for r in rows] == [it.id for it in items]
+    assert _ids(path) == [it.id for it in items]
+    assert not list(tmp_path.glob("samples.rank*"))
+
+
+def test_rows_of_another_configuration_in_a_rank_file_are_refused(tmp_path):
+    from visdepth.errors import ConfigError
+
+    (tmp_path / "samples.rank1.jsonl").write_text(_row(0).replace('"fp"', '"other"'))
+    with pytest.raises(ConfigError, match="samples.rank1.jsonl holds rows of a different configuration"):
+        common.resumable_rows(
+            tmp_path / "samples.jsonl",
+            [SimpleNamespace(id="t/000")],
+            lambda it: {},
+            config_fingerprint="fp",
+            progress=False,
+        )
+
+
+def test_merge_keeps_rows_outside_the_plan_after_it_and_each_id_once(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(_row(9) + _row(1))
+    (tmp_path / "rows.rank3.jsonl").write_text(_row(0) + _row(1, dup=True))
+    (tmp_path / "rows.rank10.jsonl").write_text(_row(2))
+    (tmp_path / "rows.rankx.jsonl").write_text(_row(4))  # not a rank file
+    assert [p.name for p in distributed.rows_files(path)] == [
+        "rows.jsonl",
+        "rows.rank3.jsonl",
+        "rows.rank10.jsonl",
+    ]
+    common.merge_rows(path, ["t/000", "t/001", "t/002"])
+    assert _ids(path) == ["t/000", "t/001", "t/002", "t/009"]
+    assert "dup" not in path.read_text()  # the first row of an id wins, as on resume
+
+
+def test_one_process_is_rank_zero_of_one_without_a_launcher(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    ranks = distributed.current()
+    assert (ranks.rank, ranks.world_size, ranks.is_main, ranks.distributed) == (0, 1, True, False)
+    assert distributed.device_for("auto") == "auto"
+    assert distributed.writing_path(Path("o/samples.jsonl"), ranks) == Path("o/samples.jsonl")
+    other = distributed.Ranks(rank=1, world_size=3, local_rank=1)
+    assert distributed.writing_path(Path("o/samples.jsonl"), other) == Path("o/samples.rank1.jsonl")
+    assert distributed.deal(list(range(7)), other) == [1, 4]
+
+
+def test_a_rank_lock_does_not_block_the_folder_lock_but_a_second_folder_lock_is_refused(tmp_path):
+    with (
+        RunLock(tmp_path),
+        RunLock(tmp_path, name=".visdepth.rank1.lock"),
+        pytest.raises(RunLockedError, match="another visdepth run"),
+    ):
+        RunLock(tmp_path).acquire()
