@@ -67,6 +67,7 @@ def gather_positions(tensor: torch.Tensor, index: torch.Tensor, axis: int) -> to
     batch generally keep different positions.
     """
     axis = axis % tensor.ndim
+    index = index.to(tensor.device)  # a block of a sharded model may sit on another device than the index
     batch = index.shape[0]
     shape = list(tensor.shape)
     shape[axis - 1] = batch
@@ -138,6 +139,8 @@ def gather_mask(mask: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tenso
     into NaN). ``rows=None`` keeps every query.
     """
     batch, heads, _, _ = mask.shape
+    cols = cols.to(mask.device)  # the mask is on the decoder's device, the indices may not be
+    rows = None if rows is None else rows.to(mask.device)
     if rows is not None:
         r = rows.clamp(min=0)[:, None, :, None].expand(batch, heads, rows.shape[1], mask.shape[-1])
         mask = mask.gather(2, r)
@@ -173,7 +176,7 @@ def left_packed(keep: torch.Tensor) -> torch.Tensor:
 def gather_states(states: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Hidden states (batch, T, H) at ``index`` (batch, n); filler slots (-1) get zeros."""
     out = gather_positions(states, index, axis=1)
-    return out.masked_fill((index < 0)[..., None], 0)
+    return out.masked_fill((index < 0).to(out.device)[..., None], 0)
 
 
 # ---------------------------------------------------------------------- cache

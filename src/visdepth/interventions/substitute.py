@@ -177,7 +177,8 @@ class _Splice:
                 f"{tuple(self.hybrid.shape[:2])}; pass the inputs the states were captured from."
             )
         self.count += 1
-        return torch.cat([self.hybrid, hidden[:, T:]], dim=1)
+        # a block of a sharded model receives states on the device of the block before it
+        return torch.cat([self.hybrid.to(hidden.device), hidden[:, T:]], dim=1)
 
     def block_pre(self, _module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         return with_block_hidden(args, kwargs, self.replace(block_hidden(args, kwargs)))

@@ -198,10 +198,11 @@ def sweep_cut_logits(
     if n_rec:
         cut_last = states[:, :, -1]
         # a sample whose last token sees no image (never in practice) keeps its full state under every cut
-        cut_last = torch.where(last_recomputed[None, :, None], cut_last, full_last[None])
+        flags = last_recomputed.to(cut_last.device)[None, :, None]
+        cut_last = torch.where(flags, cut_last, full_last.to(cut_last.device)[None])
     else:
         cut_last = full_last[None].expand(L, -1, -1)
-    final = torch.cat([cut_last, full_last[None]])
+    final = torch.cat([cut_last, full_last.to(cut_last.device)[None]])
     scores = head_logits(adapter, final).float()
     if log_probs:
         scores = scores.log_softmax(-1)

@@ -161,7 +161,9 @@ class Truncation:
                 raise ConfigError(
                     "the cache was not filled under this truncation; run the prefill inside truncate_visual_depth."
                 )
-            new = torch.arange(self.past_len, self.past_len + q, device=hidden.device).expand(batch, q)
+            new = torch.arange(self.past_len, self.past_len + q, device=self.key_index.device).expand(
+                batch, q
+            )
             self.key_index = torch.cat([self.key_index, new], dim=1)
 
     # ------------------------------------------------------------------ hooks
@@ -192,7 +194,7 @@ class Truncation:
         batch, q = hidden.shape[:2]
         full = materialise_mask(mask, batch, q, self.past_len + q, hidden.device)
         # text (and generated) queries lose image keys; image queries keep theirs, so no row is ever emptied
-        block = (~self.image_q)[:, None, :, None] & self.image_k[:, None, None, :]
+        block = ((~self.image_q)[:, None, :, None] & self.image_k[:, None, None, :]).to(full.device)
         blocked = False if full.dtype == torch.bool else torch.finfo(full.dtype).min
         return full.masked_fill(block, blocked)
 
@@ -252,7 +254,7 @@ class Truncation:
         batch, q = self.image_q.shape
         full = output.new_full((batch, q + 1, output.shape[-1]), float("nan"))
         # filler slots write into a spare column that is cut off afterwards
-        index = torch.where(src < 0, q, src)
+        index = torch.where(src < 0, q, src).to(output.device)  # the norm may sit on another device
         full.scatter_(1, index[..., None].expand(-1, -1, output.shape[-1]), output)
         return full[:, :q]
 

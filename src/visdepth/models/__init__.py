@@ -150,6 +150,10 @@ def load(
     """
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
+    sharded = model_args.get("device_map") is not None
+    if sharded:
+        # accelerate places (and casts) the weights while loading; a dispatched model must not be moved after
+        model_args = sharding_args(model_args, dev, torch_dtype)
     if model.startswith("tiny:"):
         variant = model.removeprefix("tiny:")
         cls = tiny_adapter(variant)
@@ -169,8 +173,55 @@ def load(
     else:
         adapter = _load_pretrained(model, attn_implementation, **model_args)
     check_structure(adapter)
-    adapter.model.to(device=dev, dtype=torch_dtype) if torch_dtype else adapter.model.to(dev)
+    if not sharded:
+        adapter.model.to(device=dev, dtype=torch_dtype) if torch_dtype else adapter.model.to(dev)
     return adapter
+
+
+def sharding_args(
+    model_args: dict[str, Any], device: torch.device, dtype: torch.dtype | None
+) -> dict[str, Any]:
+    """``from_pretrained`` arguments of a model sharded by accelerate (``--model_args device_map=auto``).
+
+    The dtype goes to ``from_pretrained`` (a dispatched model cannot be cast afterwards). ``max_memory`` may be one
+    size for every GPU (``max_memory=20GiB``) or a mapping (from a ``--config`` file: ``{0: 20GiB, cpu: 60GiB}``,
+    whose digit keys become GPU indices). ``device_map=auto`` on a machine without a GPU keeps everything on the CPU
+    unless ``max_memory`` says otherwise; parts that fit nowhere go to ``offload_folder`` on disk.
+    """
+    args = dict(model_args)
+    if dtype is not None:
+        args.setdefault("dtype", dtype)
+    memory = args.get("max_memory")
+    if isinstance(memory, (str, int)):
+        gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+        if not gpus:
+            raise ConfigError(
+                f"--model_args max_memory={memory} is a size per GPU but this machine has none; give a mapping in "
+                "a --config file (model_args: {max_memory: {cpu: 8GiB}}) or leave max_memory out."
+            )
+        args["max_memory"] = dict.fromkeys(range(gpus), memory)
+    elif isinstance(memory, dict):
+        args["max_memory"] = {int(k) if str(k).isdigit() else k: v for k, v in memory.items()}
+    device_map = args["device_map"]
+    if isinstance(device_map, str) and device_map not in ACCELERATE_MAPS and not _is_device(device_map):
+        raise ConfigError(
+            f"--model_args device_map={device_map!r} is not one accelerate knows; use auto, balanced, "
+            "balanced_low_0, sequential, a device (cpu, cuda:0), or a mapping of module names to devices in a "
+            "--config file."
+        )
+    return args
+
+
+#: the device maps accelerate computes itself
+ACCELERATE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def _is_device(name: str) -> bool:
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        return False
+    return True
 
 
 def _set_attn(adapter: VLMAdapter, implementation: str) -> None:

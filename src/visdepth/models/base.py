@@ -52,6 +52,31 @@ def _rope_factor(config: Any) -> float | None:
     return factor
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """The device ``module`` computes on: its accelerate hook's execution device when it has one (weights on
+    disk or offloaded to the CPU show as ``meta`` there), else that of its first weight in memory. Works whether or
+    not accelerate's hooks are installed (transformers leaves them out for a map holding a single device)."""
+    hook = getattr(module, "_hf_hook", None)
+    for h in getattr(hook, "hooks", None) or ([hook] if hook is not None else []):
+        execution = getattr(h, "execution_device", None)
+        if execution is not None:
+            return torch.device(f"cuda:{execution}" if isinstance(execution, int) else execution)
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.device.type != "meta":
+            return tensor.device
+    return torch.device("cpu")
+
+
+def _map_summary(device_map: dict[str, Any] | None) -> dict[str, int] | None:
+    """How many modules of a device map sit on each device (``None`` without a map)."""
+    if not device_map:
+        return None
+    counts: dict[str, int] = {}
+    for device in device_map.values():
+        counts[str(device)] = counts.get(str(device), 0) + 1
+    return counts
+
+
 def has_torchvision() -> bool:
     return importlib.util.find_spec("torchvision") is not None
 
@@ -179,11 +204,23 @@ class VLMAdapter:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go: the input embedding's device. In a model sharded by a ``device_map`` that is where
+        accelerate runs the embedding (the CPU for a part kept on disk); the blocks may sit elsewhere, so
+        interventions move what they carry to each block's tensors rather than assume this device."""
+        return module_device(self.embed_tokens)
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of the weights (of those in memory, when part of a sharded model is offloaded)."""
+        for param in self.model.parameters():
+            if param.device.type != "meta" and param.is_floating_point():
+                return param.dtype
         return next(self.model.parameters()).dtype
+
+    @property
+    def device_map(self) -> dict[str, Any] | None:
+        """The ``device_map`` the model was loaded with (module -> device, ``"cpu"`` or ``"disk"``), if any."""
+        return getattr(self.model, "hf_device_map", None)
 
     # ------------------------------------------------------------------ token groups
     def image_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -357,6 +394,7 @@ class VLMAdapter:
             "dtype": str(self.dtype).replace("torch.", ""),
             "attn_implementation": getattr(self.text_config, "_attn_implementation", None),
             "num_parameters": sum(p.numel() for p in self.model.parameters()),
+            "device_map": _map_summary(self.device_map),
         }
 
     # ------------------------------------------------------------------ construction
@@ -459,8 +497,14 @@ class VLMAdapter:
         from visdepth.models.tiny import seeded_init
 
         redraw = self.zero_init_redraw(self.config)
-        twin = seeded_init(type(self.model), self.config, seed, redraw=redraw)
-        twin = twin.to(device=self.device, dtype=self.dtype)
+        twin = seeded_init(type(self.model), self.config, seed, redraw=redraw).to(dtype=self.dtype)
+        device_map = self.device_map
+        if device_map and len(set(device_map.values())) > 1 and "disk" not in device_map.values():
+            from accelerate import dispatch_model
+
+            twin = dispatch_model(twin, device_map=device_map)  # spread as the model is, so it fits as well
+        else:
+            twin = twin.to(device=self.device)
         return type(self)(twin, self.processor, f"{self.name} (random init)")
 
     @classmethod
