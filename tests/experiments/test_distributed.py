@@ -136,3 +136,16 @@ def test_a_rank_lock_does_not_block_the_folder_lock_but_a_second_folder_lock_is_
         pytest.raises(RunLockedError, match="another visdepth run"),
     ):
         RunLock(tmp_path).acquire()
+
+
+def test_data_and_model_parallel_give_each_process_its_own_gpus():
+    assert distributed.gpus_of_process(0, 2, 8) == [0, 1, 2, 3]
+    assert distributed.gpus_of_process(1, 2, 8) == [4, 5, 6, 7]
+    assert distributed.gpus_of_process(2, 3, 8) == [4, 5]
+    from visdepth.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="start at most 2 processes"):
+        distributed.gpus_of_process(0, 4, 2)
+    assert distributed.model_args_for({"device_map": "auto"}) == {
+        "device_map": "auto"
+    }  # one process: as given

@@ -77,7 +77,8 @@ def run_study(ctx: Any, **values: Any) -> None:
     chosen = plan_configs(experiments, {**file_options, **given}, sections)
     first = next(iter(chosen.values()))[1]
     device = distributed.device_for(first.device)  # a data-parallel run: this process's own device
-    adapter = load(first.model, device=device, dtype=first.dtype, seed=first.seed, **first.model_args)
+    model_args = distributed.model_args_for(first.model_args)
+    adapter = load(first.model, device=device, dtype=first.dtype, seed=first.seed, **model_args)
     main = distributed.current().is_main
     model_folder = None
     for name, (exp, config) in chosen.items():

@@ -96,6 +96,46 @@ def device_for(device: str) -> str:
     return device
 
 
+def model_args_for(model_args: dict[str, Any]) -> dict[str, Any]:
+    """``--model_args`` for this process. Data and model parallel together (``device_map=auto`` under a launcher
+    on a GPU node): each process gets its own equal share of the machine's GPUs, through ``max_memory``, so
+    that N processes never spread N copies over the same GPUs. Anything else is kept as given."""
+    ranks = current()
+    device_map = model_args.get("device_map")
+    if not ranks.distributed or not isinstance(device_map, str) or device_map == "cpu":
+        return model_args
+    import torch
+
+    if not torch.cuda.is_available():
+        return model_args
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", ranks.world_size))
+    mine = gpus_of_process(ranks.local_rank, local, torch.cuda.device_count())
+    given = model_args.get("max_memory")
+    memory: dict[Any, Any] = {}
+    for gpu in mine:
+        whole = torch.cuda.get_device_properties(gpu).total_memory
+        if isinstance(given, dict):
+            memory[gpu] = given.get(gpu, given.get(str(gpu), whole))
+        else:
+            memory[gpu] = given or whole
+    if isinstance(given, dict) and "cpu" in given:
+        memory["cpu"] = given["cpu"]
+    return {**model_args, "max_memory": memory}
+
+
+def gpus_of_process(local_rank: int, processes: int, gpus: int) -> list[int]:
+    """The GPUs process ``local_rank`` of ``processes`` on one machine may use: an equal, contiguous share."""
+    from visdepth.errors import ConfigError
+
+    share = gpus // processes
+    if share < 1:
+        raise ConfigError(
+            f"device_map with {processes} processes on a machine with {gpus} GPU(s) leaves a process without a GPU; "
+            f"start at most {gpus} processes (--num_processes {max(gpus, 1)}), or one process for a model across all."
+        )
+    return list(range(local_rank * share, (local_rank + 1) * share))
+
+
 def rank_rows_path(path: Path, rank: int) -> Path:
     """``samples.jsonl`` -> ``samples.rank<k>.jsonl``: the rows file rank ``k`` appends to."""
     return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")

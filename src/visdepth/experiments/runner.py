@@ -43,7 +43,7 @@ def run(experiment: Experiment | str, config: Any, adapter: VLMAdapter | None = 
             device=distributed.device_for(config.device),
             dtype=config.dtype,
             seed=config.seed,
-            **config.model_args,
+            **distributed.model_args_for(config.model_args),
         )
     plan = exp.plan(config, adapter, data)
     if plan.fits:
