@@ -1,5 +1,6 @@
-"""Data-parallel rows: two gloo processes under torchrun share out what is missing, the main one merges the rows
-files in item order; rows of an earlier run of any process count (or of a killed rank) are reused."""
+"""Data-parallel rows: two gloo processes under torchrun share out the batches one process would measure, nothing
+twice; rows of an earlier run of any process count, or of a killed rank, are reused and merged in item order.
+(That two processes write the same results and rows as one, on every experiment: test_distributed_run.py.)"""
 
 from __future__ import annotations
 
@@ -13,25 +14,30 @@ from types import SimpleNamespace
 import pytest
 
 from visdepth.experiments import common, distributed
+from visdepth.results.io import read_jsonl
 from visdepth.results.lock import RunLock, RunLockedError
 
 WORKER = Path(__file__).with_name("rows_worker.py")
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-def launch(
-    n: int, *args: str, module: str | None = None, timeout: float = 240
-) -> subprocess.CompletedProcess:
+def launch(n: int, *args: str, fails: bool = False, timeout: float = 240) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc_per_node n`` (its module form, so any venv's torch serves) on the worker
-    script or on ``-m module``; fails the test with the processes' output when they fail."""
+    script; fails the test with the processes' output when they fail (or, with ``fails``, when they do not)."""
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    target = ["-m", module] if module else [str(WORKER)]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", *target]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={n}",
+        str(WORKER),
+    ]
     done = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
+    if (done.returncode != 0) != fails:
         pytest.fail(
-            f"{n} processes failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+            f"{n} processes exited with {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
         )
     return done
 
@@ -44,30 +50,45 @@ def _ids(path: Path) -> list[str]:
     return [json.loads(line)["id"] for line in path.read_text().splitlines()]
 
 
-def test_two_processes_measure_each_missing_item_once_and_merge_in_item_order(tmp_path):
+def test_a_run_killed_in_one_rank_resumes_with_another_process_count(tmp_path):
     # left by a killed 3-process run and an earlier one-process run: rank 2 died mid-row
     (tmp_path / "samples.jsonl").write_text(_row(1, reused=True))
     (tmp_path / "samples.rank0.jsonl").write_text(_row(3, reused=True) + _row(0, reused=True))
     (tmp_path / "samples.rank2.jsonl").write_text(_row(5, reused=True) + '{"id": "t/006", "val')
-    done = launch(2, str(tmp_path), "10", "2")
-    assert "rank 0/2 ok" in done.stdout and "rank 1/2 ok" in done.stdout
-
+    reused = {f"t/{i:03d}" for i in (0, 1, 3, 5)}
+    # two processes take over; rank 1 dies (as if killed) after 2 batches and the launcher stops rank 0
+    launch(2, str(tmp_path), "16", "2", "1:2", fails=True)
     calls = {r: (tmp_path / f"calls.{r}").read_text().split("\n")[:-1] for r in (0, 1)}
     measured = [line.split()[0] for r in (0, 1) for line in calls[r]]
-    missing = [f"t/{i:03d}" for i in (2, 4, 6, 7, 8, 9)]
-    assert sorted(measured) == missing  # each missing item once, none of the reused ones
-    assert calls[0] and calls[1]  # both ranks worked
+    assert calls[0] and calls[1] and len(measured) == len(set(measured))  # both worked, nothing twice
+    assert not set(measured) & reused  # what earlier runs finished is not measured again
+    # each rank measured its round-robin share of the batches one process would measure (runs of 2 missing
+    # items within a bucket of 4), in order
+    todo = [SimpleNamespace(id=f"t/{i:03d}", bucket=i // 4) for i in range(16) if f"t/{i:03d}" not in reused]
+    batches = [[it.id for it in b] for b in common._batches(todo, 2, lambda it: it.bucket)]
+    for r in (0, 1):
+        ids = [line.split()[0] for line in calls[r]]
+        share = [i for b in distributed.deal(batches, distributed.Ranks(r, 2, r)) for i in b]
+        assert ids == share[: len(ids)]
+    assert "samples.rank1.jsonl" in {p.name for p in tmp_path.glob("samples*.jsonl")}  # never merged
+    done = reused | {r["id"] for p in tmp_path.glob("samples.rank*.jsonl") for r in read_jsonl(p)}
 
-    merged = tmp_path / "samples.jsonl"
-    assert _ids(merged) == [f"t/{i:03d}" for i in range(10)]
+    # one process finishes the run: only what no earlier process finished, every row once, in item order
+    items = [SimpleNamespace(id=f"t/{i:03d}") for i in range(16)]
+    seen = []
+
+    def measure(item):
+        seen.append(item.id)
+        return {"value": int(item.id[2:]) ** 2}
+
+    rows = common.resumable_rows(
+        tmp_path / "samples.jsonl", items, measure, config_fingerprint="fp", progress=False
+    )
+    assert sorted(seen) == sorted({it.id for it in items} - done)
+    assert [r["id"] for r in rows] == [it.id for it in items]
+    assert _ids(tmp_path / "samples.jsonl") == [it.id for it in items]
+    assert all(r.get("reused") for r in rows if r["id"] in reused)
     assert sorted(p.name for p in tmp_path.glob("samples*")) == ["samples.jsonl"]
-    rows = {r["id"]: r for r in map(json.loads, merged.read_text().splitlines())}
-    assert all(rows[f"t/{i:03d}"].get("reused") for i in (0, 1, 3, 5))
-    # the batches are those one process would measure (runs of the missing items within a bucket)
-    items = [SimpleNamespace(id=i, bucket=int(i[2:]) // 4) for i in missing]
-    expected = [[it.id for it in b] for b in common._batches(items, 2, lambda it: it.bucket)]
-    assert sorted({tuple(rows[i]["batch"]) for i in missing}) == sorted(map(tuple, expected))
-    assert not list(tmp_path.glob(".visdepth*.lock"))  # every lock released
 
 
 def test_one_process_reuses_and_merges_the_rows_of_a_multi_process_run(tmp_path):

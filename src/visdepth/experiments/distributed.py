@@ -26,9 +26,13 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+#: how long a process waits at a meeting point: one done with its share waits for the slowest (and for the main
+#: process's summary). A failed process never leaves the others hanging: the launcher stops them all.
+BARRIER_TIMEOUT = timedelta(hours=12)
 #: the launcher's variables (torchrun and accelerate launch set all three)
 WORLD_SIZE_VAR, RANK_VAR, LOCAL_RANK_VAR = "WORLD_SIZE", "RANK", "LOCAL_RANK"
 
@@ -65,7 +69,7 @@ def _state() -> Any:
 
     # accelerate joins CPU processes (gloo) only when told to run on the CPU (`accelerate launch --cpu` says so
     # through its variables; torchrun does not)
-    return PartialState(cpu=not torch.cuda.is_available())
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=BARRIER_TIMEOUT)
 
 
 def current() -> Ranks:
