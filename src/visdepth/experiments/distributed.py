@@ -33,8 +33,9 @@ from typing import Any
 #: how long a process waits at a meeting point: one done with its share waits for the slowest (and for the main
 #: process's summary). A failed process never leaves the others hanging: the launcher stops them all.
 BARRIER_TIMEOUT = timedelta(hours=12)
-#: the launcher's variables (torchrun and accelerate launch set all three)
-WORLD_SIZE_VAR, RANK_VAR, LOCAL_RANK_VAR = "WORLD_SIZE", "RANK", "LOCAL_RANK"
+#: how many processes the launcher started (torchrun and accelerate launch set it, with RANK and LOCAL_RANK, which
+#: accelerate reads)
+WORLD_SIZE_VAR = "WORLD_SIZE"
 
 
 @dataclass(frozen=True)
