@@ -68,8 +68,7 @@ def _state() -> Any:
     import torch
     from accelerate import PartialState
 
-    # accelerate joins CPU processes (gloo) only when told to run on the CPU (`accelerate launch --cpu` says so
-    # through its variables; torchrun does not)
+    # accelerate joins CPU processes (gloo) only when told it runs on the CPU; torchrun's variables do not say so
     return PartialState(cpu=not torch.cuda.is_available(), timeout=BARRIER_TIMEOUT)
 
 
