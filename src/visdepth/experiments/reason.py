@@ -37,7 +37,7 @@ from visdepth.experiments.api import Experiment, Plan
 from visdepth.experiments.common import fingerprint
 from visdepth.experiments.reasoning.measure import Context, Item, measure_batch
 from visdepth.experiments.reasoning.prompts import (
-    COT_INSTRUCTIONS,
+    COT_INSTRUCTION,
     DEFAULT_COT_WRAPPER,
     DIRECT_INSTRUCTION,
     CotPrompt,
@@ -202,7 +202,7 @@ def choices(config: ReasonConfig, tasks: dict[str, Task], encoder: om.SentenceEn
             "cot_wrapper": config.cot_wrapper,
             "task_format": "a task's reasoning samples rendered by its prompt format",
             "direct": "meta['direct_prompt'] when given; a wrapped sample: the task's own prompt; a sample in "
-            f"the task's own format: its prompt without the chain-of-thought instruction ({list(COT_INSTRUCTIONS)})"
+            f"the task's own format: its prompt without the chain-of-thought instruction (sentences matching {COT_INSTRUCTION.pattern!r})"
             f", or with {DIRECT_INSTRUCTION!r} appended when it has none",
             "tasks": {name: task.describe() for name, task in tasks.items()},
             "chat_template": config.chat,

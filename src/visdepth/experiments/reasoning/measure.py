@@ -273,11 +273,13 @@ def measure_batch(ctx: Context, items: list[Item]) -> list[dict[str, Any]]:
 
 def teacher_forced(ctx: Context, item: Item, full: Chain) -> dict[str, Any]:
     """The truncated model given the full model's reasoning (its token ids up to the final-answer part) after
-    the prompt: only the conclusion is its own. The image is truncated at the cut as usual; the chain is text."""
+    the prompt: only the conclusion is its own, within what is left of the chain budget. The image is truncated
+    at the cut as usual; the chain is text."""
     name, sample = item.task, item.sample
     prefix = full.ids[: full.reasoning_tokens]
     inputs = append_tokens(ctx.build(name, [item.prompts.cot], [sample]), prefix)
-    (continuation,) = ctx.generate(inputs, item.cut, ctx.chain_budget(name))
+    # the rest of the chain budget, so that the full model's forced chain is its own free chain again
+    (continuation,) = ctx.generate(inputs, item.cut, max(1, ctx.chain_budget(name) - len(prefix)))
     chain = ctx.chain(name, prefix + continuation)
     return {
         "continuation": ctx.adapter.tokenizer.decode(continuation, skip_special_tokens=True).strip(),

@@ -13,17 +13,17 @@ direct (no chain) prompt of the same question.
 
 The direct prompt (RQ5 "does reasoning compensate?") asks the same question for an answer without a chain: a
 sample's ``meta["direct_prompt"]`` when given; for a wrapped sample the task's own prompt; for a sample in the
-task's own format its prompt with the chain-of-thought instruction removed (:data:`COT_INSTRUCTIONS`), or with
+task's own format its prompt with the chain-of-thought instruction removed (:data:`COT_INSTRUCTION`), or with
 :data:`DIRECT_INSTRUCTION` appended when it holds none of them.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 from visdepth.data import Sample
-from visdepth.data.shapes import COT_SUFFIX
 from visdepth.errors import ConfigError
 from visdepth.tasks import Task
 from visdepth.tasks.base import MIXED, SHORT_ANSWER_INSTRUCTION
@@ -31,8 +31,9 @@ from visdepth.tasks.base import MIXED, SHORT_ANSWER_INSTRUCTION
 CotPrompt = Literal["task", "wrap", "auto"]
 #: the wrapper that turns any question into a chain-of-thought prompt; ``{question}`` is the rendered question
 DEFAULT_COT_WRAPPER = "{question}\nThink step by step, then end with: so the final answer is <answer>."
-#: chain-of-thought instructions removed from a question to make its direct prompt (shapes' first)
-COT_INSTRUCTIONS = (COT_SUFFIX, "Let's think step by step.", "Think step by step")
+#: a chain-of-thought instruction: a sentence asking to think or reason step by step (shapes' "Think step by
+#: step.", photos' "Think step by step, then give the final answer in one word.", the default wrapper's)
+COT_INSTRUCTION = re.compile(r"[^.?!\n]*\bstep[- ]by[- ]step\b[^.?!\n]*[.?!]?", re.IGNORECASE)
 #: appended to a direct prompt whose chain-of-thought prompt held no known instruction to remove
 DIRECT_INSTRUCTION = SHORT_ANSWER_INSTRUCTION
 
@@ -98,9 +99,7 @@ def direct_prompt(task: Task, sample: Sample) -> tuple[str, str]:
     if not own_format(task, sample):
         return task.prompt(sample), "task prompt"
     cot = task.prompt(sample)
-    direct = cot
-    for phrase in COT_INSTRUCTIONS:
-        direct = direct.replace(phrase, " ")
+    direct = COT_INSTRUCTION.sub(" ", cot)
     if direct != cot:
         # white space inside lines only: the lettered options keep their line breaks
         return "\n".join(" ".join(line.split()) for line in direct.splitlines()).strip(), "instruction removed"
