@@ -142,7 +142,9 @@ def test_teacher_forced_equals_naive_loop(manifest, mode):
     adapter = tiny(MODEL)
     sample = get_sample(manifest, 0)
     inputs = adapter.build_inputs([sample.load_images()], [sample.prompt])
-    prefix = truncated_generate(adapter, inputs, adapter.num_layers, mode, max_new_tokens=4).tokens[0].tolist()
+    prefix = (
+        truncated_generate(adapter, inputs, adapter.num_layers, mode, max_new_tokens=4).tokens[0].tolist()
+    )
     forced = append_tokens(inputs, prefix)
     assert forced.input_ids.shape[1] == inputs.input_ids.shape[1] + len(prefix)
     assert not forced.image_mask[0, -len(prefix) :].any()
@@ -163,7 +165,8 @@ def test_resume_measures_only_missing_rows(done, manifest):
     kept = [
         line
         for line in path.read_text().splitlines()
-        if json.loads(line)["id"] not in (f"{manifest}/cot1/cut{L}", f"{manifest}/cot1/cut0", f"{manifest}/cot2/cut2")
+        if json.loads(line)["id"]
+        not in (f"{manifest}/cot1/cut{L}", f"{manifest}/cot1/cut0", f"{manifest}/cot2/cut2")
     ]
     path.write_text("\n".join(kept) + "\n")
     again = run(config)

@@ -34,14 +34,23 @@ def _print_summary(result: ReasonResult) -> None:
         table = Table(
             title=f"{result.model['name']} · {name}: reasoning under truncation, L = {L}, {result.mode} mode, "
             f"n = {task.num_samples}",
-            caption=f"path / answer: share of samples whose reasoning / final answer differs from the full "
-            f"model's (bootstrap intervals in results.json and the figure); same ans.: same answer, different path; "
+            caption="path / answer: share of samples whose reasoning / final answer differs from the full "
+            "model's (bootstrap intervals in results.json and the figure); same ans.: same answer, different path; "
             "accuracy against the ground truth: direct (no chain), CoT, chains capped at b x the full chain's "
             "length, TF: teacher-forced with the full model's reasoning; unextr.: answers not found",
             box=box.SIMPLE_HEAD,
             pad_edge=False,
         )
-        header = ["l_c/L", "path", "answer", "same ans.", "direct", "CoT", *[f"b={b[7:]}" for b in budgets], "TF"]
+        header = [
+            "l_c/L",
+            "path",
+            "answer",
+            "same ans.",
+            "direct",
+            "CoT",
+            *[f"b={b[7:]}" for b in budgets],
+            "TF",
+        ]
         for col in [*header, "unextr."]:
             table.add_column(col, justify="right")
         for j, cut in enumerate(result.cuts):

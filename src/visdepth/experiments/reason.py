@@ -85,7 +85,9 @@ class ReasonConfig(common.ExperimentConfig):
     cuts: str | list[int] = _TRUNCATE["cuts"]
     mode: str = _TRUNCATE["mode"]
     max_new_tokens: int | None = Field(
-        default=None, ge=1, description="chain-of-thought budget in tokens (default: the task's reasoning budget)"
+        default=None,
+        ge=1,
+        description="chain-of-thought budget in tokens (default: the task's reasoning budget)",
     )
     gen_kwargs: dict[str, Any] = Field(
         default_factory=dict,
@@ -113,7 +115,8 @@ class ReasonConfig(common.ExperimentConfig):
     )
     direct: bool = Field(default=True, description="also ask every question directly (no chain) at each cut")
     teacher_forced: bool = Field(
-        default=True, description="also give the truncated model the full model's reasoning, for the answer only"
+        default=True,
+        description="also give the truncated model the full model's reasoning, for the answer only",
     )
     similarity: bool = Field(default=True, description="MiniLM cosine of the reasoning texts")
     sentence_model: str | None = _TRUNCATE["sentence_model"]
@@ -189,7 +192,9 @@ def _generation_options(config: ReasonConfig) -> ReasonConfig:
     return config.model_copy(update={"gen_kwargs": kwargs, "max_new_tokens": budget})
 
 
-def choices(config: ReasonConfig, tasks: dict[str, Task], encoder: om.SentenceEncoder | None) -> dict[str, Any]:
+def choices(
+    config: ReasonConfig, tasks: dict[str, Task], encoder: om.SentenceEncoder | None
+) -> dict[str, Any]:
     """Every open choice of the study that this run made, as recorded in its results."""
     return {
         "cut_convention": "cut l_c keeps image tokens in decoder blocks 0..l_c-1 (as visdepth truncate); l_c = L "
@@ -239,7 +244,9 @@ def choices(config: ReasonConfig, tasks: dict[str, Task], encoder: om.SentenceEn
             "chain_budget": config.max_new_tokens or "the task's reasoning budget",
         },
         "teacher_forced": "the prompt followed by the full model's reasoning token ids (up to its final-answer "
-        "part) as text; the image is truncated at the cut, the model generates the conclusion" if config.teacher_forced else None,
+        "part) as text; the image is truncated at the cut, the model generates the conclusion"
+        if config.teacher_forced
+        else None,
         "bootstrap": {
             "method": "percentile bootstrap of the mean over samples (scipy.stats.bootstrap)",
             "resamples": config.bootstrap,
@@ -267,7 +274,9 @@ class Reason(Experiment):
 
     def load_data(self, config: ReasonConfig) -> tuple[dict[str, Task], dict[str, list[Sample]]]:
         tasks = resolve_all(config.tasks)
-        return tasks, {name: select_samples(name, task, config.cot_prompt, config.limit) for name, task in tasks.items()}
+        return tasks, {
+            name: select_samples(name, task, config.cot_prompt, config.limit) for name, task in tasks.items()
+        }
 
     def plan(self, config: ReasonConfig, adapter: VLMAdapter, data: Any) -> Plan:
         tasks, samples = data

@@ -44,7 +44,9 @@ def _arr(values: Sequence[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
-def _band(ax, depth: Sequence[float], ivs: Sequence[Interval], colour: str, style: str, marker: str, label: str):
+def _band(
+    ax, depth: Sequence[float], ivs: Sequence[Interval], colour: str, style: str, marker: str, label: str
+):
     mean, low, high = (_arr([getattr(i, k) for i in ivs]) for k in ("mean", "low", "high"))
     ax.plot(depth, mean, style, marker=marker, color=colour, label=label, lw=1.6, ms=4)
     ax.fill_between(depth, low, high, color=colour, alpha=0.15, lw=0)
@@ -72,7 +74,9 @@ def plot_reason(result: ReasonResult, folder: str | Path) -> dict[str, Path]:
         out[f"compensate_{slug(name)}"] = _compensate(
             result, task, head, level, folder / f"compensate_{slug(name)}.png"
         )
-        out[f"trajectory_{slug(name)}"] = _trajectory(result, task, head, folder / f"trajectory_{slug(name)}.png")
+        out[f"trajectory_{slug(name)}"] = _trajectory(
+            result, task, head, folder / f"trajectory_{slug(name)}.png"
+        )
     return out
 
 
@@ -80,7 +84,11 @@ def _claim(result: ReasonResult, task: ReasonTaskSummary, head: str, level: str,
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for key, (colour, style, marker) in SHARE_STYLE.items():
         _band(ax, result.depth, task.shares[key], colour, style, marker, SHARE_LABELS[key])
-    _finish(ax, f"{head}\nreasoning vs answer changes against the full model ({level} bootstrap bands)", "share of samples")
+    _finish(
+        ax,
+        f"{head}\nreasoning vs answer changes against the full model ({level} bootstrap bands)",
+        "share of samples",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -91,7 +99,11 @@ def _compensate(result: ReasonResult, task: ReasonTaskSummary, head: str, level:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     budget_keys = [k for k in task.accuracy if k.startswith("budget_")]
     greys = plt.cm.Greys(np.linspace(0.45, 0.85, max(1, len(budget_keys))))
-    styles = {"direct": ("#d1495b", "-", "s"), "cot": ("#8e6c8a", "-", "o"), "teacher_forced": ("#00798c", ":", "D")}
+    styles = {
+        "direct": ("#d1495b", "-", "s"),
+        "cot": ("#8e6c8a", "-", "o"),
+        "teacher_forced": ("#00798c", ":", "D"),
+    }
     for key, ivs in task.accuracy.items():
         if key in styles:
             colour, style, marker = styles[key]
@@ -100,7 +112,11 @@ def _compensate(result: ReasonResult, task: ReasonTaskSummary, head: str, level:
             colour, style, marker = greys[budget_keys.index(key)], "--", "x"
             label = f"chain capped at {key.removeprefix('budget_')} x the full chain's length"
         _band(ax, result.depth, ivs, colour, style, marker, label)
-    _finish(ax, f"{head}\ndoes reasoning make up for lost visual depth? ({level} bands)", "accuracy (ground truth)")
+    _finish(
+        ax,
+        f"{head}\ndoes reasoning make up for lost visual depth? ({level} bands)",
+        "accuracy (ground truth)",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -101,7 +101,12 @@ class Context:
     def generate(self, inputs: ModelInputs, cut: int, max_new_tokens: int) -> list[list[int]]:
         """Greedy token ids per sample at visual depth ``cut``, each up to (not including) its end token."""
         out = truncated_generate(
-            self.adapter, inputs, cut, self.config.mode, max_new_tokens=max_new_tokens, **self.config.gen_kwargs
+            self.adapter,
+            inputs,
+            cut,
+            self.config.mode,
+            max_new_tokens=max_new_tokens,
+            **self.config.gen_kwargs,
         )
         chains = []
         for row in out.tokens.tolist():

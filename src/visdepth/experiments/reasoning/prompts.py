@@ -102,7 +102,9 @@ def direct_prompt(task: Task, sample: Sample) -> tuple[str, str]:
     direct = COT_INSTRUCTION.sub(" ", cot)
     if direct != cot:
         # white space inside lines only: the lettered options keep their line breaks
-        return "\n".join(" ".join(line.split()) for line in direct.splitlines()).strip(), "instruction removed"
+        return "\n".join(
+            " ".join(line.split()) for line in direct.splitlines()
+        ).strip(), "instruction removed"
     return f"{cot}\n{DIRECT_INSTRUCTION}", "instruction appended"
 
 

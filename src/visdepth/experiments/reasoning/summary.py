@@ -42,7 +42,10 @@ def interval(values: Sequence[float | None], *, resamples: int, level: float, se
         vectorized=True,
     )
     return Interval(
-        mean=mean, low=float(res.confidence_interval.low), high=float(res.confidence_interval.high), n=int(x.size)
+        mean=mean,
+        low=float(res.confidence_interval.low),
+        high=float(res.confidence_interval.high),
+        n=int(x.size),
     )
 
 
@@ -82,11 +85,17 @@ def summarise_task(
         return interval(values, resamples=resamples, level=level, seed=seed + j)
 
     shares: dict[str, list[Interval]] = {}
-    for key in ("chain_differs", "answer_differs", "same_answer_different_path", "different_answer_same_path"):
+    for key in (
+        "chain_differs",
+        "answer_differs",
+        "same_answer_different_path",
+        "different_answer_same_path",
+    ):
         shares[key] = [iv([claim_values(r)[key] for r in rows], j) for j, rows in enumerate(rows_by_cut)]
     gap = [iv([claim_values(r)["gap"] for r in rows], j) for j, rows in enumerate(rows_by_cut)]
     trajectory = {
-        key: [_mean([r["trajectory"].get(key) for r in rows]) for rows in rows_by_cut] for key in TRAJECTORY_KEYS
+        key: [_mean([r["trajectory"].get(key) for r in rows]) for rows in rows_by_cut]
+        for key in TRAJECTORY_KEYS
     }
     accuracy: dict[str, list[Interval]] = {
         "cot": [iv([r["answer"]["accuracy"] for r in rows], j) for j, rows in enumerate(rows_by_cut)]
@@ -103,11 +112,11 @@ def summarise_task(
     for label, get in parts:
         if not any(get(r) for rows in rows_by_cut for r in rows):
             continue
-        accuracy[label] = [iv([get(r)["accuracy"] for r in rows if get(r)], j) for j, rows in enumerate(rows_by_cut)]
-        agreement[label] = [_mean([get(r)["agreement"] for r in rows if get(r)]) for rows in rows_by_cut]
-        unextracted[label] = [
-            sum(get(r)["answer"] is None for r in rows if get(r)) for rows in rows_by_cut
+        accuracy[label] = [
+            iv([get(r)["accuracy"] for r in rows if get(r)], j) for j, rows in enumerate(rows_by_cut)
         ]
+        agreement[label] = [_mean([get(r)["agreement"] for r in rows if get(r)]) for rows in rows_by_cut]
+        unextracted[label] = [sum(get(r)["answer"] is None for r in rows if get(r)) for rows in rows_by_cut]
     full_rows = rows_by_cut[-1]
     return ReasonTaskSummary(
         task=task_info,
