@@ -264,7 +264,7 @@ class Reason(Experiment):
     question = "RQ5: does visual truncation change how the model reasons more than what it concludes?"
     config_class = ReasonConfig
     result_class = ReasonResult
-    quick = {"limit": 8, "cuts": [0, 3, 6, 9], "bootstrap": 500}
+    quick = {"limit": 8, "bootstrap": 500}
 
     def folder(self, config: ReasonConfig) -> str:
         return f"reason-{config.mode}"

@@ -40,6 +40,13 @@ ACCURACY_LABELS = {
 }
 
 
+def accuracy_label(key: str) -> str:
+    """``budget_2`` -> ``chain capped at 2x the full chain's length``; the others from ACCURACY_LABELS."""
+    if key.startswith("budget_"):
+        return f"chain capped at {key.removeprefix('budget_')}x the full chain's length"
+    return ACCURACY_LABELS.get(key, key)
+
+
 def _arr(values: Sequence[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
@@ -104,13 +111,14 @@ def _compensate(result: ReasonResult, task: ReasonTaskSummary, head: str, level:
         "cot": ("#8e6c8a", "-", "o"),
         "teacher_forced": ("#00798c", ":", "D"),
     }
-    for key, ivs in task.accuracy.items():
+    # capped chains first: the free chain is drawn over the budget that reproduces it
+    for key, ivs in sorted(task.accuracy.items(), key=lambda kv: kv[0] in styles):
         if key in styles:
             colour, style, marker = styles[key]
             label = ACCURACY_LABELS[key]
         else:
             colour, style, marker = greys[budget_keys.index(key)], "--", "x"
-            label = f"chain capped at {key.removeprefix('budget_')} x the full chain's length"
+            label = accuracy_label(key)
         _band(ax, result.depth, ivs, colour, style, marker, label)
     _finish(
         ax,
@@ -158,3 +166,181 @@ def examples_text(result: ReasonResult) -> str:
                 f"{ex['direct_answer']!r}",
             ]
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- HTML report
+CLAIM = (
+    "Under greedy decoding, reducing visual depth perturbs the reasoning path more than the final answer: image "
+    "tokens shape how the model reasons more than what it concludes."
+)
+CAPTIONS = {
+    "claim": "Share of samples whose reasoning path (token ids before the final-answer part) differs from the full "
+    "model's, whose final answer differs, and 'same answer, different path', against l_c / L; bands: percentile "
+    "bootstrap intervals over samples.",
+    "compensate": "Accuracy against the ground truth of the direct answer (no chain), the chain-of-thought answer, "
+    "chains capped at multiples of the full model's chain length, and the teacher-forced answer (the full "
+    "model's reasoning given, only the conclusion generated at the cut).",
+    "trajectory": "Trajectory measures of the reasoning against the full model's, means over samples.",
+}
+VERDICT_RULE = (
+    "Per task and cut l_c < L at which some path or answer differs: the cut supports the claim when the share of "
+    "samples whose path differs exceeds the share whose answer differs (paired over samples), and opposes it when "
+    "it is lower. Every such cut supports: holds; none: does not hold; some: mixed; no such cut: not testable. "
+    "Cuts where the paired bootstrap interval of the difference excludes 0 are counted apart."
+)
+
+
+def _mean_below(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values[:-1] if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def _f(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _ci(iv: Interval) -> str:
+    if iv.mean is None:
+        return "–"
+    return _p(iv.mean) if iv.low == iv.high else f"{_p(iv.mean)} [{_p(iv.low)}, {_p(iv.high)}]"
+
+
+def reason_section(result: ReasonResult) -> dict:
+    """What the HTML report shows for an RQ5 result, as plain data: figure captions (by name prefix), tables
+    (title, header, rows, note), readings, and the verdict (question, claim, measured, verdict, rule)."""
+    L = result.num_layers
+    tables, readings, votes, measured = [], [], [], []
+    significant = {"path": 0, "answer": 0}
+    for name, task in result.tasks.items():
+        acc = task.accuracy
+        budget_keys = [k for k in acc if k.startswith("budget_")]
+        rows = []
+        for j, cut in enumerate(result.cuts):
+            rows.append(
+                [
+                    f"{cut}/{L} ({result.depth[j]:.2f})",
+                    _ci(task.shares["chain_differs"][j]),
+                    _ci(task.shares["answer_differs"][j]),
+                    _p(task.shares["same_answer_different_path"][j].mean),
+                    *[
+                        _f(acc[k][j].mean) if k in acc else "–"
+                        for k in ("direct", "cot", *budget_keys, "teacher_forced")
+                    ],
+                    str(task.unextracted["cot"][j]),
+                ]
+            )
+            if j < len(result.cuts) - 1:
+                path, answer = task.shares["chain_differs"][j].mean, task.shares["answer_differs"][j].mean
+                if path or answer:
+                    votes.append(None if path == answer else bool(path > answer))
+                gap = task.gap[j]
+                significant["path"] += bool(gap.low is not None and gap.low > 0)
+                significant["answer"] += bool(gap.high is not None and gap.high < 0)
+        tables.append(
+            {
+                "title": f"Task {name}: reasoning and answers against the full model per cut (n = {task.num_samples})",
+                "header": [
+                    "l_c/L",
+                    "path differs",
+                    "answer differs",
+                    "same answer, other path",
+                    "acc. direct",
+                    "acc. CoT",
+                    *[f"acc. CoT ≤ {k[7:]}× length" for k in budget_keys],
+                    "acc. teacher-forced",
+                    "answers not extracted",
+                ],
+                "rows": rows,
+                "note": f"Path: the reasoning token ids before the final-answer part; [low, high]: "
+                f"{result.confidence_level:.0%} percentile bootstrap over samples. Full-model chains without an "
+                f"extractable answer: {task.full_unextracted}.",
+            }
+        )
+        if task.examples:
+            tables.append(
+                {
+                    "title": f"Task {name}: the largest divergences of the reasoning",
+                    "header": [
+                        "sample",
+                        "l_c/L",
+                        "full model's chain → answer",
+                        "chain at the cut → answer",
+                        "ROUGE-L",
+                        "teacher-forced answer",
+                    ],  # fmt: skip
+                    "rows": [
+                        [
+                            ex["sample"],
+                            f"{ex['cut']}/{L}",
+                            f"{ex['full_chain']} → {ex['full_answer']}",
+                            f"{ex['chain']} → {ex['answer']}",
+                            _f(ex["trajectory"]["rougeL"]),
+                            str(ex["teacher_forced_answer"]),
+                        ]
+                        for ex in task.examples
+                    ],
+                    "note": "Lowest ROUGE-L of the reasoning against the full model's, one row per sample.",
+                }
+            )
+        path, answer = (
+            _mean_below([s.mean for s in task.shares["chain_differs"]]),
+            _mean_below([s.mean for s in task.shares["answer_differs"]]),
+        )
+        same = _mean_below([s.mean for s in task.shares["same_answer_different_path"]])
+        measured.append(
+            f"{name}: path differs {_p(path)}, answer differs {_p(answer)} (mean over cuts below L)"
+        )
+        readings.append(
+            f"Task {name}: over the cuts below L, the reasoning path differs from the full model's for {_p(path)} "
+            f"of the samples on average and the final answer for {_p(answer)}; {_p(same)} reach the same answer "
+            "by another path."
+        )
+        parts = [f"{accuracy_label(k)} {_f(_mean_below([i.mean for i in acc[k]]))}" for k in acc]
+        readings.append(
+            f"  {name}: mean accuracy over the cuts below L: "
+            + ", ".join(parts)
+            + f" (full model: CoT {_f(acc['cot'][-1].mean)}"
+            + (f", direct {_f(acc['direct'][-1].mean)})." if "direct" in acc else ").")
+        )
+        if "teacher_forced" in task.agreement:
+            tf = _mean_below(task.agreement["teacher_forced"])
+            cot = _mean_below(task.agreement["cot"])
+            readings.append(
+                f"  {name}: given the full model's reasoning, the truncated model reaches the full model's answer "
+                f"for {_p(tf)} of the samples (with its own chain: {_p(cot)}): "
+                + (
+                    "the damage is mostly in the path, the conclusion follows the chain it is given."
+                    if tf is not None and cot is not None and tf > cot
+                    else "the conclusion itself is perturbed, not only the path."
+                )
+            )
+    known = [v for v in votes if v is not None]
+    verdict = (
+        "not testable"
+        if not known
+        else "holds"
+        if all(known)
+        else "does not hold"
+        if not any(known)
+        else "mixed"
+    )
+    text = "; ".join(measured) + (
+        f"; the paired interval of the difference excludes 0 at {significant['path']} cut(s) for the path and at "
+        f"{significant['answer']} for the answer"
+    )
+    return {
+        "captions": CAPTIONS,
+        "tables": tables,
+        "readings": readings,
+        "verdict": {
+            "question": "RQ5",
+            "claim": CLAIM,
+            "measured": text,
+            "verdict": verdict,
+            "rule": VERDICT_RULE,
+        },
+    }
