@@ -264,7 +264,8 @@ class Reason(Experiment):
     question = "RQ5: does visual truncation change how the model reasons more than what it concludes?"
     config_class = ReasonConfig
     result_class = ReasonResult
-    quick = {"limit": 8, "bootstrap": 500}
+    # shapes chains are ~30 tokens (budget 64); the cap keeps random or verbose models from 2 x 256 tokens per cut
+    quick = {"limit": 8, "bootstrap": 500, "max_new_tokens": 64}
 
     def folder(self, config: ReasonConfig) -> str:
         return f"reason-{config.mode}"
