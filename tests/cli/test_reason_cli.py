@@ -20,7 +20,7 @@ def _invoke(*args: str):
 def test_reason_writes_results_figures_and_examples(tmp_path):
     result = _invoke(
         "--model", "tiny:llava", "--tasks", "photos", "--limit", "1", "--cut", "2", "--max_new_tokens", "5",
-        "--budgets", "1,2", "--answer_pattern", r"(?P<answer>\S)\s*$", "--no-similarity", "--bootstrap", "50",
+        "--budgets", "1,2", "--answer_pattern", r"(?P<answer>\S)\s*$", "--bootstrap", "50",
         "--gen_kwargs", "repetition_penalty=1.0", "--output_path", str(tmp_path), "--no-progress",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -31,11 +31,18 @@ def test_reason_writes_results_figures_and_examples(tmp_path):
     assert photos["num_samples"] == 1  # the first of the photos set's chain-of-thought questions
     assert set(photos["shares"]) >= {"chain_differs", "answer_differs", "same_answer_different_path"}
     assert all(len(v) == 2 for v in photos["shares"].values())
+    assert photos["trajectory"]["similarity"][-1] == pytest.approx(1.0)  # MiniLM: the full chain against itself
     assert data["meta"]["config"]["gen_kwargs"] == {"repetition_penalty": 1.0}
     for name in ("claim_photos", "compensate_photos", "trajectory_photos"):
         assert (path.parent / "figures" / f"{name}.png").stat().st_size > 10_000
     text = " ".join(result.output.split())
     assert "reasoning under truncation" in text and "more often than the answer" in text
+    # the report's RQ5 section: the claim, its verdict and the per-cut table
+    from visdepth.report.html import build_report
+
+    page = build_report(path.parent.parent).read_text()
+    assert "RQ5 · Reasoning under truncation" in page and "path differs" in page
+    assert "How the verdict is reached" in page
 
 
 @pytest.mark.parametrize(

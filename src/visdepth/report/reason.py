@@ -306,6 +306,12 @@ def reason_section(result: ReasonResult) -> dict:
             + f" (full model: CoT {_f(acc['cot'][-1].mean)}"
             + (f", direct {_f(acc['direct'][-1].mean)})." if "direct" in acc else ").")
         )
+        if "direct" in task.agreement:
+            readings.append(
+                f"  {name}: agreement with the full model's own answer over the cuts below L: direct "
+                f"{_p(_mean_below(task.agreement['direct']))}, chain of thought "
+                f"{_p(_mean_below(task.agreement['cot']))}."
+            )
         if "teacher_forced" in task.agreement:
             tf = _mean_below(task.agreement["teacher_forced"])
             cot = _mean_below(task.agreement["cot"])
