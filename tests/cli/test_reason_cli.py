@@ -31,8 +31,12 @@ def test_reason_writes_results_figures_and_examples(tmp_path):
     assert photos["num_samples"] == 1  # the first of the photos set's chain-of-thought questions
     assert set(photos["shares"]) >= {"chain_differs", "answer_differs", "same_answer_different_path"}
     assert all(len(v) == 2 for v in photos["shares"].values())
-    assert photos["trajectory"]["similarity"][-1] == pytest.approx(1.0)  # MiniLM: the full chain against itself
+    assert photos["trajectory"]["similarity"][-1] == pytest.approx(
+        1.0
+    )  # MiniLM: the full chain against itself
     assert data["meta"]["config"]["gen_kwargs"] == {"repetition_penalty": 1.0}
+    # the photos samples of other kinds are left out (no chain-of-thought format), and the results say so
+    assert data["meta"]["choices"]["prompts"]["left_out"]["samples"]["photos"] > 0
     for name in ("claim_photos", "compensate_photos", "trajectory_photos"):
         assert (path.parent / "figures" / f"{name}.png").stat().st_size > 10_000
     text = " ".join(result.output.split())

@@ -206,6 +206,8 @@ def test_every_family(tmp_path, manifest, plain, name):
         ({"budgets": "1,0"}, "not positive"),
         ({"budgets": "-2"}, "not positive"),
         ({"gen_kwargs": {"do_sample": True}}, "not greedy"),
+        ({"gen_kwargs": {"pad_token_id": 0}}, "set by visdepth itself"),
+        ({"gen_kwargs": {"max_new_tokens": 0}}, "not a positive whole number"),
         ({"reasoning_tags": "<think>"}, "not a tag name"),
         ({"cot_wrapper": "Think step by step."}, "has no {question}"),
     ],

@@ -59,6 +59,8 @@ from visdepth.tasks.registry import resolve_all
 _TRUNCATE = TruncateConfig.model_fields
 #: generation options that would make decoding other than greedy, which truncated_generate does not do
 _NOT_GREEDY = {"do_sample": False, "num_beams": 1}
+#: generation options truncated_generate sets itself (the chain needs them as they are)
+_RESERVED = ("return_dict_in_generate", "output_logits", "pad_token_id", "cache", "past_key_values")
 
 FINGERPRINT_KEYS = (
     *common.COMMON_FINGERPRINT_KEYS,
@@ -172,6 +174,9 @@ def validate(config: ReasonConfig) -> None:
     _generation_options(config)
     if not config.tasks:
         raise ConfigError("no task given; pass --tasks, e.g. --tasks shapes.")
+    reserved = [k for k in config.gen_kwargs if k in _RESERVED]
+    if reserved:
+        raise ConfigError(f"--gen_kwargs {reserved[0]} is set by visdepth itself; leave it out.")
     for key, greedy in _NOT_GREEDY.items():
         if key in config.gen_kwargs and config.gen_kwargs[key] != greedy:
             raise ConfigError(
@@ -193,7 +198,10 @@ def _generation_options(config: ReasonConfig) -> ReasonConfig:
 
 
 def choices(
-    config: ReasonConfig, tasks: dict[str, Task], encoder: om.SentenceEncoder | None
+    config: ReasonConfig,
+    tasks: dict[str, Task],
+    encoder: om.SentenceEncoder | None,
+    left_out: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Every open choice of the study that this run made, as recorded in its results."""
     return {
@@ -206,6 +214,11 @@ def choices(
             "cot_prompt": config.cot_prompt,
             "cot_wrapper": config.cot_wrapper,
             "task_format": "a task's reasoning samples rendered by its prompt format",
+            "left_out": {
+                "samples": left_out or {},
+                "why": "cot_prompt task measures only the samples with a chain-of-thought format of their own "
+                "(reasoning kind); --cot_prompt auto wraps the others",
+            },
             "direct": "meta['direct_prompt'] when given; a wrapped sample: the task's own prompt; a sample in "
             f"the task's own format: its prompt without the chain-of-thought instruction (sentences matching {COT_INSTRUCTION.pattern!r})"
             f", or with {DIRECT_INSTRUCTION!r} appended when it has none",
@@ -273,14 +286,17 @@ class Reason(Experiment):
     def validate(self, config: ReasonConfig) -> None:
         validate(config)
 
-    def load_data(self, config: ReasonConfig) -> tuple[dict[str, Task], dict[str, list[Sample]]]:
+    def load_data(
+        self, config: ReasonConfig
+    ) -> tuple[dict[str, Task], dict[str, list[Sample]], dict[str, int]]:
         tasks = resolve_all(config.tasks)
-        return tasks, {
+        chosen = {
             name: select_samples(name, task, config.cot_prompt, config.limit) for name, task in tasks.items()
         }
+        return tasks, {name: c[0] for name, c in chosen.items()}, {name: c[1] for name, c in chosen.items()}
 
     def plan(self, config: ReasonConfig, adapter: VLMAdapter, data: Any) -> Plan:
-        tasks, samples = data
+        tasks, samples, left_out = data
         config = _generation_options(config)
         cuts = resolve_cuts(config.cuts, adapter)
         prompts = {
@@ -300,7 +316,12 @@ class Reason(Experiment):
             fits=fits,
             batch_size=config.batch_size,
             bucket=lambda item: item.bucket,
-            state={"tasks": tasks, "samples": samples, "ctx": Context(adapter, config, tasks, cuts)},
+            state={
+                "tasks": tasks,
+                "samples": samples,
+                "left_out": left_out,
+                "ctx": Context(adapter, config, tasks, cuts),
+            },
         )
 
     def before_rows(self, plan: Plan, rows_path: Path) -> None:
@@ -350,7 +371,7 @@ class Reason(Experiment):
 
     def choices(self, plan: Plan) -> dict[str, Any]:
         encoder = plan.state["ctx"].encoder if plan.config.similarity else None
-        return choices(plan.config, plan.state["tasks"], encoder)
+        return choices(plan.config, plan.state["tasks"], encoder, plan.state["left_out"])
 
 
 EXPERIMENT = EXPERIMENTS.get("reason")()

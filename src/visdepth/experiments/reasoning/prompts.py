@@ -78,17 +78,19 @@ def no_cot_message(name: str, task: Task) -> str:
     )
 
 
-def select_samples(name: str, task: Task, mode: CotPrompt, limit: int | None) -> list[Sample]:
-    """The samples RQ5 measures: in ``task`` mode the task's reasoning samples (the first ``limit`` of them),
-    otherwise the first ``limit`` samples whatever their kind."""
+def select_samples(name: str, task: Task, mode: CotPrompt, limit: int | None) -> tuple[list[Sample], int]:
+    """The samples RQ5 measures, and how many of the task's samples were left out for having no
+    chain-of-thought format: in ``task`` mode the task's reasoning samples (the first ``limit`` of them),
+    otherwise the first ``limit`` samples whatever their kind (none left out)."""
     if mode != "task":
-        return task.load(limit)
+        return task.load(limit), 0
     if task.kind not in (MIXED, "reasoning"):
         raise ConfigError(no_cot_message(name, task))
-    chosen = [s for s in task.load(None) if own_format(task, s)][:limit]
-    if not chosen:
+    loaded = task.load(None)
+    own = [s for s in loaded if own_format(task, s)]
+    if not own:
         raise ConfigError(no_cot_message(name, task))
-    return chosen
+    return own[:limit], len(loaded) - len(own)
 
 
 def direct_prompt(task: Task, sample: Sample) -> tuple[str, str]:
