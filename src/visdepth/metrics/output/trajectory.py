@@ -3,7 +3,7 @@ token and reasoning step, and the length ratio; text overlap and embedding cosin
 :mod:`.semantic`.
 
 The edit distance is Levenshtein's over token ids (insertions, deletions and substitutions cost 1), computed by
-nltk's ``edit_distance`` (nltk comes with rouge-score), normalised by the longer sequence so it lies in [0, 1].
+nltk's ``edit_distance`` (nltk, which rouge-score needs, is in the ``text`` extra), normalised by the longer sequence so it lies in [0, 1].
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from visdepth.metrics.output.overlap import rouge_l
+from visdepth.metrics.output.overlap import _import_text_metric, rouge_l
 
 if TYPE_CHECKING:
     from visdepth.metrics.output.semantic import SentenceEncoder
@@ -27,9 +27,8 @@ def token_edit_distance(a: Sequence[int], b: Sequence[int]) -> float:
     a, b = [int(x) for x in a], [int(x) for x in b]
     if not a and not b:
         return 0.0
-    from nltk.metrics.distance import edit_distance
-
-    return edit_distance(a, b) / max(len(a), len(b))
+    distance = _import_text_metric("nltk.metrics.distance", "nltk")
+    return distance.edit_distance(a, b) / max(len(a), len(b))
 
 
 def first_difference(a: Sequence[Any], b: Sequence[Any]) -> int | None:
