@@ -78,13 +78,9 @@ def _print_summary(result: ReasonResult) -> None:
                 f"answer at {less} (paired {result.confidence_level:.0%} bootstrap of the difference)",
                 highlight=False,
             )
-        if task.examples:
-            ex = task.examples[0]
-            console.print(
-                f"largest divergence: {ex['sample']} at l_c = {ex['cut']}: full {ex['full_chain']!r} vs cut "
-                f"{ex['chain']!r}",
-                highlight=False,
-            )
+    from visdepth.report.reason import examples_text
+
+    console.print(examples_text(result, limit=2), highlight=False, markup=False)
 
 
 command = experiment_command("reason", _print_summary)

@@ -147,24 +147,29 @@ def _trajectory(result: ReasonResult, task: ReasonTaskSummary, head: str, path: 
     return path
 
 
-def examples_text(result: ReasonResult) -> str:
-    """The largest divergences of every task as plain text (both chains, both answers, the measures)."""
+def examples_text(result: ReasonResult, limit: int | None = None) -> str:
+    """The largest divergences and the deepest "same answer, different path" cases of every task as plain text
+    (both chains, both answers, the measures), at most ``limit`` of each."""
     lines = []
     for name, task in result.tasks.items():
-        lines.append(f"# {name}: largest divergences of the reasoning from the full model's")
-        for ex in task.examples:
-            t = ex["trajectory"]
-            lines += [
-                f"- sample {ex['sample']} at l_c = {ex['cut']} (l_c/L = {ex['depth']:.2f}); ground truth "
-                f"{ex['ground_truth']!r}",
-                f"  prompt: {ex['prompt']!r}",
-                f"  full chain: {ex['full_chain']!r} -> {ex['full_answer']!r}",
-                f"  cut chain:  {ex['chain']!r} -> {ex['answer']!r}"
-                + (" (same answer, different path)" if ex["same_answer"] else ""),
-                f"  ROUGE-L {t['rougeL']:.2f}, edit distance {t['edit_distance']:.2f}, first differing token "
-                f"{t['first_token']}, teacher-forced answer {ex['teacher_forced_answer']!r}, direct answer "
-                f"{ex['direct_answer']!r}",
-            ]
+        for title, chosen in (
+            ("largest divergences of the reasoning from the full model's", task.examples),
+            ("same answer, different path (deepest cuts)", task.same_answer_examples),
+        ):
+            lines.append(f"# {name}: {title}")
+            for ex in chosen[:limit]:
+                t = ex["trajectory"]
+                lines += [
+                    f"- sample {ex['sample']} at l_c = {ex['cut']} (l_c/L = {ex['depth']:.2f}); ground truth "
+                    f"{ex['ground_truth']!r}",
+                    f"  prompt: {ex['prompt']!r}",
+                    f"  full chain: {ex['full_chain']!r} -> {ex['full_answer']!r}",
+                    f"  cut chain:  {ex['chain']!r} -> {ex['answer']!r}"
+                    + (" (same answer, different path)" if ex["same_answer"] else ""),
+                    f"  ROUGE-L {t['rougeL']:.2f}, edit distance {t['edit_distance']:.2f}, first differing token "
+                    f"{t['first_token']}, teacher-forced answer {ex['teacher_forced_answer']!r}, direct answer "
+                    f"{ex['direct_answer']!r}",
+                ]
     return "\n".join(lines) + "\n"
 
 
@@ -207,6 +212,22 @@ def _ci(iv: Interval) -> str:
     if iv.mean is None:
         return "–"
     return _p(iv.mean) if iv.low == iv.high else f"{_p(iv.mean)} [{_p(iv.low)}, {_p(iv.high)}]"
+
+
+def _examples_table(title: str, examples: list[dict], L: int, note: str) -> dict:
+    header = ["sample", "l_c/L", "full model's chain → answer", "chain at the cut → answer", "ROUGE-L"]
+    rows = [
+        [
+            ex["sample"],
+            f"{ex['cut']}/{L}",
+            f"{ex['full_chain']} → {ex['full_answer']}",
+            f"{ex['chain']} → {ex['answer']}",
+            _f(ex["trajectory"]["rougeL"]),
+            str(ex["teacher_forced_answer"]),
+        ]
+        for ex in examples
+    ]
+    return {"title": title, "header": [*header, "teacher-forced answer"], "rows": rows, "note": note}
 
 
 def reason_section(result: ReasonResult) -> dict:
@@ -260,32 +281,20 @@ def reason_section(result: ReasonResult) -> dict:
                 f"extractable answer: {task.full_unextracted}.",
             }
         )
-        if task.examples:
-            tables.append(
-                {
-                    "title": f"Task {name}: the largest divergences of the reasoning",
-                    "header": [
-                        "sample",
-                        "l_c/L",
-                        "full model's chain → answer",
-                        "chain at the cut → answer",
-                        "ROUGE-L",
-                        "teacher-forced answer",
-                    ],  # fmt: skip
-                    "rows": [
-                        [
-                            ex["sample"],
-                            f"{ex['cut']}/{L}",
-                            f"{ex['full_chain']} → {ex['full_answer']}",
-                            f"{ex['chain']} → {ex['answer']}",
-                            _f(ex["trajectory"]["rougeL"]),
-                            str(ex["teacher_forced_answer"]),
-                        ]
-                        for ex in task.examples
-                    ],
-                    "note": "Lowest ROUGE-L of the reasoning against the full model's, one row per sample.",
-                }
-            )
+        for title, chosen, note in (
+            (
+                "the largest divergences of the reasoning",
+                task.examples,
+                "Lowest ROUGE-L of the reasoning against the full model's, one row per sample.",
+            ),
+            (
+                "same answer, different path (deepest cuts)",
+                task.same_answer_examples,
+                "The full model's answer reached by another chain, deepest cuts first, one row per sample.",
+            ),
+        ):
+            if chosen:
+                tables.append(_examples_table(f"Task {name}: {title}", chosen, L, note))
         path, answer = (
             _mean_below([s.mean for s in task.shares["chain_differs"]]),
             _mean_below([s.mean for s in task.shares["answer_differs"]]),

@@ -130,6 +130,7 @@ def summarise_task(
         agreement=agreement,
         unextracted=unextracted,
         examples=largest_divergences([r for rows in rows_by_cut[:-1] for r in rows], examples),
+        same_answer_examples=same_answer_other_path([r for rows in rows_by_cut[:-1] for r in rows], examples),
     )
 
 
@@ -140,6 +141,43 @@ def _count(values: Any) -> dict[str, int]:
     return out
 
 
+def _example(r: dict[str, Any]) -> dict[str, Any]:
+    """One row as a reader's example: both chains, both answers, the ground truth and every measure."""
+    return {
+        "sample": r["sample"],
+        "cut": r["cut"],
+        "depth": r["depth"],
+        "prompt": r["prompt"],
+        "ground_truth": r["ground_truth"],
+        "full_chain": r["full"]["text"],
+        "chain": r["chain"]["text"],
+        "full_answer": r["full"]["answer"],
+        "answer": r["chain"]["answer"],
+        "same_answer": bool(r["answer"]["agreement"]),
+        "trajectory": dict(r["trajectory"]),
+        "teacher_forced_answer": (r.get("teacher_forced") or {}).get("answer"),
+        "direct_answer": (r.get("direct") or {}).get("answer"),
+    }
+
+
+def _one_per_sample(ranked: Any, n: int) -> list[dict[str, Any]]:
+    out, seen = [], set()
+    for r in ranked:
+        if len(out) == n:
+            break
+        if r["sample"] not in seen:
+            seen.add(r["sample"])
+            out.append(_example(r))
+    return out
+
+
+def same_answer_other_path(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The ``n`` "same answer, different path" rows at the deepest cuts (one per sample, cuts below L): the full
+    model's conclusion reached by another chain, where the least image depth was lost."""
+    hits = [r for r in rows if r["trajectory"]["identical"] == 0 and r["answer"]["agreement"] == 1]
+    return _one_per_sample(sorted(hits, key=lambda r: (-r["cut"], r["trajectory"]["rougeL"])), n)
+
+
 def largest_divergences(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     """The ``n`` rows (one per sample, cuts below L) whose reasoning moved furthest from the full model's:
     lowest ROUGE-L, then largest token edit distance, then the shallower cut; each with both chains, both
@@ -148,28 +186,4 @@ def largest_divergences(rows: list[dict[str, Any]], n: int) -> list[dict[str, An
         (r for r in rows if r["trajectory"]["identical"] == 0),
         key=lambda r: (r["trajectory"]["rougeL"], -r["trajectory"]["edit_distance"], r["cut"]),
     )
-    out, seen = [], set()
-    for r in ranked:
-        if r["sample"] in seen:
-            continue
-        seen.add(r["sample"])
-        out.append(
-            {
-                "sample": r["sample"],
-                "cut": r["cut"],
-                "depth": r["depth"],
-                "prompt": r["prompt"],
-                "ground_truth": r["ground_truth"],
-                "full_chain": r["full"]["text"],
-                "chain": r["chain"]["text"],
-                "full_answer": r["full"]["answer"],
-                "answer": r["chain"]["answer"],
-                "same_answer": bool(r["answer"]["agreement"]),
-                "trajectory": {k: v for k, v in r["trajectory"].items()},
-                "teacher_forced_answer": (r.get("teacher_forced") or {}).get("answer"),
-                "direct_answer": (r.get("direct") or {}).get("answer"),
-            }
-        )
-        if len(out) == n:
-            break
-    return out
+    return _one_per_sample(ranked, n)

@@ -56,6 +56,8 @@ class ReasonTaskSummary(BaseModel):
     unextracted: dict[str, list[int]]
     #: the samples whose reasoning moved furthest from the full model's (below L), with both chains
     examples: list[dict[str, Any]]
+    #: "same answer, different path" at the deepest cuts, with both chains
+    same_answer_examples: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class ReasonResult(BaseModel):
