@@ -125,6 +125,8 @@ def test_reason_end_to_end(done, manifest):
     assert set(task.accuracy) == {"cot", "direct", "budget_1", "budget_2", "teacher_forced"}
     for ex in task.examples:
         assert ex["full_chain"] != ex["chain"] or ex["trajectory"]["identical"] == 0
+    for ex in task.same_answer_examples:
+        assert ex["same_answer"] and ex["trajectory"]["identical"] == 0 and ex["cut"] < L
     choices = result.meta.choices
     assert choices["answer_extraction"]["overridden"] and choices["budgets"]["factors"] == [1.0, 2.0]
 
@@ -218,3 +220,15 @@ def test_bad_input_before_the_model_loads(tmp_path, manifest, plain, options, me
     with pytest.raises(ConfigError, match=message):
         # an unloadable model: the error must come first
         runner.run("reason", dict(model="no/such-model", tasks=tasks, output_path=str(tmp_path), **options))
+
+
+def test_bootstrap_interval():
+    from visdepth.experiments.reasoning.summary import interval
+
+    same = interval([1.0] * 5, resamples=100, level=0.95, seed=0)
+    assert same.mean == same.low == same.high == 1.0 and same.n == 5
+    values = [1.0] * 30 + [0.0] * 20 + [None]
+    iv = interval(values, resamples=200, level=0.95, seed=0)
+    assert iv.n == 50 and iv.mean == pytest.approx(0.6) and iv.low < 0.6 < iv.high
+    assert interval(values, resamples=200, level=0.95, seed=0) == iv  # seeded
+    assert interval([None], resamples=10, level=0.95, seed=0).mean is None
