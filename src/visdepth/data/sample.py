@@ -40,6 +40,8 @@ TASK_GROUPS: dict[str, str] = {
 }
 
 CHOICE_LABELS = string.ascii_uppercase
+#: other names a manifest row's ``task`` may use for a kind
+TASK_ALIASES = ("cot", "chain_of_thought")
 
 
 def _number_to_str(v: Any) -> Any:
@@ -77,6 +79,12 @@ class Sample(BaseModel):
     @classmethod
     def _scalar_to_str(cls, v: Any) -> Any:
         return _number_to_str(v)
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_alias(cls, v: Any) -> Any:
+        # "cot" (chain of thought) is the name many manifests use for a reasoning row
+        return "reasoning" if isinstance(v, str) and v.strip().lower() in TASK_ALIASES else v
 
     @field_validator("choices", "references", mode="before")
     @classmethod

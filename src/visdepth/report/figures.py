@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from visdepth.results.schemas import DynamicsResult, SwapResult, TruncateResult
+from visdepth.results.schemas import DynamicsResult, ReasonResult, SwapResult, TruncateResult
 
 
 def draw_figures(result: BaseModel, run_folder: str | Path) -> dict[str, Path]:
@@ -27,4 +27,8 @@ def draw_figures(result: BaseModel, run_folder: str | Path) -> dict[str, Path]:
         from visdepth.report.truncate import plot_truncate
 
         return plot_truncate(result, folder)
+    if isinstance(result, ReasonResult):
+        from visdepth.report.reason import plot_reason
+
+        return plot_reason(result, folder)
     raise TypeError(f"no figures for a {type(result).__name__}")

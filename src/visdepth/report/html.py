@@ -36,6 +36,7 @@ from visdepth.results.io import read_json, write_text_atomic
 
 # the result schemas, apart from the experiments that compute them
 from visdepth.results.schemas.dynamics import DynamicsResult
+from visdepth.results.schemas.reason import ReasonResult
 from visdepth.results.schemas.swap import SwapResult
 from visdepth.results.schemas.truncate import TruncateResult
 
@@ -68,16 +69,19 @@ CLAIMS = {
     "whatever the gap); swapping text-token states does not.",
     "rq3": "Under depth-wise visual truncation, single-token answers degrade smoothly, short exact-match VQA "
     "clearly, and multi-token generation (captions) most.",
+    "rq5": "Under greedy decoding, reducing visual depth perturbs the reasoning path more than the final answer.",
 }
 TITLES = {
     "dynamics": "RQ1 · Representation dynamics",
     "swap": "RQ2 · Interchangeability (layer substitution)",
     "truncate": "RQ3 · Depth-wise visual truncation",
+    "reason": "RQ5 · Reasoning under truncation",
 }
 SCHEMAS: dict[str, type[BaseModel]] = {
     "dynamics": DynamicsResult,
     "swap": SwapResult,
     "truncate": TruncateResult,
+    "reason": ReasonResult,
 }
 KINDS = tuple(SCHEMAS)
 
@@ -104,6 +108,8 @@ def kind_of(folder: Path, data: Any) -> str | None:
         return name
     if name.startswith("truncate"):
         return "truncate"
+    if name.startswith("reason"):
+        return "reason"
     if isinstance(data, dict):
         if "summary" in data and "token_cloud" in data:
             return "dynamics"
@@ -806,6 +812,17 @@ def rq3_section(exp: Experiment) -> tuple[Section, Verdict]:
     return sec, verdict
 
 
+def rq5_section(exp: Experiment) -> tuple[Section, Verdict]:
+    """RQ5 from the plain data of :func:`visdepth.report.reason.reason_section`."""
+    from visdepth.report.reason import plot_reason, reason_section
+
+    data, sec = reason_section(exp.result), _section(exp)
+    sec.figures = _figures(plot_reason, exp.result, data["captions"])
+    sec.tables = [_table(**t) for t in data["tables"]]
+    sec.readings, sec.verdict = data["readings"], Verdict(**data["verdict"])
+    return sec, sec.verdict
+
+
 # ---------------------------------------------------------------------------------------------- across questions
 def _data_name(result: Any) -> str | None:
     config = result.meta.config
@@ -987,6 +1004,8 @@ def build_report(
                 sec, v = rq1_section(exp, settle_tol)
             elif exp.kind == "swap":
                 sec, v = rq2_section(exp, swap_level)
+            elif exp.kind == "reason":
+                sec, v = rq5_section(exp)
             else:
                 sec, v = rq3_section(exp)
             # the first folder of a kind speaks for it in the summary (drop before mask: folder order)
@@ -1007,8 +1026,13 @@ def build_report(
         titles=TITLES,
         claims=CLAIMS,
         verdicts=[verdicts.get(k) for k in KINDS],
-        question={"dynamics": "RQ1", "swap": "RQ2", "truncate": "RQ3"},
-        commands={"dynamics": "visdepth dynamics", "swap": "visdepth swap", "truncate": "visdepth truncate"},
+        question={"dynamics": "RQ1", "swap": "RQ2", "truncate": "RQ3", "reason": "RQ5"},
+        commands={
+            "dynamics": "visdepth dynamics",
+            "swap": "visdepth swap",
+            "truncate": "visdepth truncate",
+            "reason": "visdepth reason",
+        },  # fmt: skip
         cross_table=cross_table,
         cross_readings=cross_readings,
         generated=_generated(results),

@@ -89,3 +89,68 @@ def compare_reasoning(
     if encoder is not None:
         out["reasoning_similarity"] = encoder.similarity(a.reasoning, b.reasoning)
     return out
+
+
+def check_answer_pattern(pattern: str, option: str = "--answer_pattern") -> re.Pattern[str]:
+    """``pattern`` compiled (case-insensitive), or a one-line :class:`ConfigError` when it is not a valid regular
+    expression or has no group to capture the answer."""
+    try:
+        return _compile(pattern)
+    except re.error as err:
+        raise ConfigError(
+            f"{option} {pattern!r} is not a valid regular expression ({err}); fix it, e.g. "
+            "'answer is (?P<answer>\\w+)'"
+        ) from None
+    except ConfigError:
+        raise ConfigError(
+            f"{option} {pattern!r} has no group for the answer; put (?P<answer>...) (or a plain group) around it"
+        ) from None
+
+
+class ChainSplit(NamedTuple):
+    """A chain of thought located in its raw text: the reasoning, the final answer (``None`` if absent) and the
+    character offset where the final-answer part begins (``len(text)`` when there is none), so the reasoning is
+    ``text[:answer_start]`` up to surrounding white space and reasoning tags."""
+
+    reasoning: str
+    answer: str | None
+    answer_start: int
+
+
+def _clean_answer(answer: str | None) -> str | None:
+    answer = (answer or "").replace("**", "").replace("__", "").strip().strip("\"'`").strip()
+    return answer or None
+
+
+def locate_answer(
+    text: str, pattern: str | re.Pattern[str] = DEFAULT_ANSWER_PATTERN, reasoning_tags: str | None = None
+) -> ChainSplit:
+    """Where the final answer of a chain of thought starts, on the raw text (offsets stay valid).
+
+    Without ``reasoning_tags``: the *last* match of ``pattern`` (as :func:`split_reasoning`, but matched on the
+    raw text; markdown markers are removed from the answer only). With ``reasoning_tags="think"``: as lmms-eval's
+    ``--reasoning_tags`` option, the ``<think>...</think>`` blocks are the reasoning (their tags removed) and the
+    text after the last closing tag is the response, whose answer is the last match of ``pattern`` in it, or the
+    whole response when the pattern does not match it; a text without a closing tag is read as if untagged.
+    """
+    compiled = _compile(pattern) if isinstance(pattern, str) else pattern
+    text = str(text)
+    if reasoning_tags:
+        close = f"</{reasoning_tags}>"
+        end = text.rfind(close)
+        if end >= 0:
+            end += len(close)
+            thought = re.sub(rf"</?{re.escape(reasoning_tags)}>", " ", text[:end])
+            response = text[end:]
+            matches = list(compiled.finditer(response))
+            answer = _match_answer(compiled, matches[-1]) if matches else _clean_answer(response)
+            return ChainSplit(" ".join(thought.split()), answer, end)
+    matches = list(compiled.finditer(text))
+    if not matches:
+        return ChainSplit(text.strip(), None, len(text))
+    last = matches[-1]
+    return ChainSplit(text[: last.start()].strip(), _match_answer(compiled, last), last.start())
+
+
+def _match_answer(compiled: re.Pattern[str], match: re.Match[str]) -> str | None:
+    return _clean_answer(match.group("answer") if "answer" in compiled.groupindex else match.group(1))

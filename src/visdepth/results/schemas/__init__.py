@@ -3,6 +3,7 @@ imports an experiment."""
 
 from visdepth.results.schemas.common import LayerStats
 from visdepth.results.schemas.dynamics import DynamicsResult
+from visdepth.results.schemas.reason import Interval, ReasonResult, ReasonTaskSummary
 from visdepth.results.schemas.swap import DistanceCurve, SwapResult
 from visdepth.results.schemas.truncate import (
     DepthPick,
@@ -16,8 +17,11 @@ __all__ = [
     "DepthPick",
     "DistanceCurve",
     "DynamicsResult",
+    "Interval",
     "KindSummary",
     "LayerStats",
+    "ReasonResult",
+    "ReasonTaskSummary",
     "SwapResult",
     "TaskSummary",
     "TimingSummary",
