@@ -27,7 +27,10 @@ class Plan:
     """Everything the measuring needs, made once the model is loaded.
 
     ``items`` are measured in batches of up to ``batch_size`` consecutive items sharing a ``bucket`` key, one
-    JSONL row per item (``item_id`` is its row id). ``fits`` lists the (sample, prompt) pairs whose inputs must fit
+    JSONL row per item (``item_id`` is its row id). Items are measured ``stage`` by stage (0 first): every
+    process's rows of one stage are in the rows file before the next stage starts, and :meth:`Experiment.before_rows`
+    is called before each stage, so a later stage may read what an earlier one measured (reason: the full model's
+    chains, which every cut compares with), in one process or several. ``fits`` lists the (sample, prompt) pairs whose inputs must fit
     the model's context (checked before the first row). ``config`` may differ from the one given (an ``auto``
     choice made concrete): it is what the result records. ``state`` holds whatever else the experiment needs.
     """
@@ -39,6 +42,7 @@ class Plan:
     batch_size: int = 1
     bucket: Callable[[Any], Any] = lambda item: None
     item_id: Callable[[Any], str] = lambda item: item.id
+    stage: Callable[[Any], int] = lambda item: 0
     state: dict[str, Any] = field(default_factory=dict)
 
 
@@ -72,7 +76,9 @@ class Experiment(ABC):
         """What to measure on this model."""
 
     def before_rows(self, plan: Plan, rows_path: Path) -> None:
-        """Checks of an existing rows file beyond the config fingerprint (the runner's own check)."""
+        """Checks of an existing rows file beyond the config fingerprint (the runner's own check), and reading
+        back what earlier rows hold; called before each stage's rows (see :class:`Plan`), with every row measured
+        so far in ``rows_path``."""
         return None
 
     @abstractmethod

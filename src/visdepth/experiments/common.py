@@ -188,6 +188,7 @@ def resumable_rows(
     item_id: Callable[[Any], str] = lambda item: item.id,
     label: str = "",
     progress: bool = True,
+    order: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Measure every item whose id is not yet in ``path`` and return the rows of all ``items``, in order.
 
@@ -198,8 +199,9 @@ def resumable_rows(
 
     In a data-parallel run (:mod:`visdepth.experiments.distributed`) every rank calls this with the same items:
     the batches are dealt round-robin, each rank appends to its own ``<stem>.rank<k>.jsonl``, and the main rank
-    merges every rows file into ``path`` in item order; every rank returns all rows. Rows of an earlier run
-    (``path`` or rank files of any process count) count as done, in one process as in several.
+    merges every rows file into ``path`` in item order (``order``, the ids of every item of the run, when
+    ``items`` are one stage of it); every rank returns all rows. Rows of an earlier run (``path`` or rank files
+    of any process count) count as done, in one process as in several.
     """
     if (measure is None) == (measure_batch is None):
         raise ValueError("give either measure or measure_batch")
@@ -223,11 +225,17 @@ def resumable_rows(
                 writer.write(row)
                 bar.update()
     distributed.barrier()
-    if ranks.is_main and any(p != path for p in distributed.rows_files(path)):
-        merge_rows(path, [item_id(it) for it in items])
-    distributed.barrier()
+    gather_rows(path, order if order is not None else [item_id(it) for it in items])
     by_id = {r["id"]: r for r in read_jsonl(path, key="id")}
     return [by_id[item_id(it)] for it in items if item_id(it) in by_id]
+
+
+def gather_rows(path: Path, order: Sequence[str]) -> None:
+    """Every process meets here; the main one first merges any rank files beside ``path`` into it (this run's
+    or a killed earlier one's), so that afterwards ``path`` alone holds every row measured so far."""
+    if distributed.current().is_main and any(p != path for p in distributed.rows_files(path)):
+        merge_rows(path, order)
+    distributed.barrier()
 
 
 def _done_ids(files: list[Path], config_fingerprint: str) -> set[str]:

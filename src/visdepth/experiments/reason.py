@@ -316,6 +316,8 @@ class Reason(Experiment):
             fits=fits,
             batch_size=config.batch_size,
             bucket=lambda item: item.bucket,
+            # the full model's chains first: every other cut compares with them (in every process)
+            stage=lambda item: 0 if item.cut == adapter.num_layers else 1,
             state={
                 "tasks": tasks,
                 "samples": samples,

@@ -53,18 +53,27 @@ def run(experiment: Experiment | str, config: Any, adapter: VLMAdapter | None = 
     out = run_folder(exp, plan.config, adapter.name)
     with common.lock_run_dir(out):
         path = out / "samples.jsonl"
-        exp.before_rows(plan, path)
-        rows = common.resumable_rows(
-            path,
-            plan.items,
-            config_fingerprint=plan.config.fingerprint(),
-            measure_batch=lambda batch: exp.measure_batch(plan, batch),
-            batch_size=plan.batch_size,
-            bucket=plan.bucket,
-            item_id=plan.item_id,
-            label=exp.name,
-            progress=plan.config.progress,
-        )
+        order = [plan.item_id(it) for it in plan.items]
+        # rows files a killed multi-process run left are merged first, so before_rows reads every row
+        common.gather_rows(path, order)
+        measured: dict[str, dict[str, Any]] = {}
+        for stage in sorted({plan.stage(it) for it in plan.items}) or [0]:
+            exp.before_rows(plan, path)
+            staged = [it for it in plan.items if plan.stage(it) == stage]
+            for row in common.resumable_rows(
+                path,
+                staged,
+                config_fingerprint=plan.config.fingerprint(),
+                measure_batch=lambda batch: exp.measure_batch(plan, batch),
+                batch_size=plan.batch_size,
+                bucket=plan.bucket,
+                item_id=plan.item_id,
+                label=exp.name,
+                progress=plan.config.progress,
+                order=order,
+            ):
+                measured[row["id"]] = row
+        rows = [measured[i] for i in order if i in measured]
         # every rank: an experiment's own resumable rows (a baseline) are shared out like the main ones
         extras = exp.after_rows(plan, rows, out)
         if not ranks.is_main:
