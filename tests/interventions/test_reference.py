@@ -185,3 +185,39 @@ def test_substitution_matches_reference(name, group, photo, photo2):
     tokens, logits = naive.generate(adapter, inputs.tensors, NEW_TOKENS, splice=splice)
     assert torch.equal(cached.tokens, tokens)
     torch.testing.assert_close(cached.logits, logits, **TOL)
+
+
+# ---------------------------------------------------------------------- processing modes (freeze, skip, no_img2img)
+PROCESS = ["freeze", "skip_attn", "skip_mlp", "no_img2img"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_processing_modes_match_reference(name, photo, photo2):
+    """Prefill logits at every valid position under each processing mode equal the hand-written loop's, at one
+    intermediate cut; the hand-written block itself reproduces the model (every block written out, none cut)."""
+    adapter, inputs = case(name, photo, photo2)
+    valid = inputs.attention_mask.bool()
+    full = reference(name, adapter, inputs).logits
+    by_hand = naive.forward(adapter, inputs.tensors, cut=None, mode="freeze").logits
+    torch.testing.assert_close(by_hand[valid], full[valid], **TOL)
+    cut = adapter.num_layers // 2
+    for mode in PROCESS:
+        expected = reference(name, adapter, inputs, cut, mode).logits
+        got = truncated_logits(adapter, inputs, cut, mode)
+        # the mode does something (most at the image positions themselves), so agreement means something
+        assert (expected[valid] - full[valid]).abs().max() > CHANGED, mode
+        torch.testing.assert_close(got[valid], expected[valid], **TOL)
+        last = truncated_logits(adapter, inputs, cut, mode, last_only=True)
+        torch.testing.assert_close(last, expected[:, -1], **TOL)
+
+
+@pytest.mark.parametrize("mode", PROCESS)
+@pytest.mark.parametrize("name", MODELS)
+def test_processing_generation_matches_reference(name, mode, photo, photo2):
+    """5 greedy tokens with the KV cache against the hand-written loop recomputing everything each step."""
+    adapter, inputs = case(name, photo, photo2)
+    cut = 1
+    cached = truncated_generate(adapter, inputs, cut, mode, use_cache=True, **GENERATION)
+    tokens, logits = naive.generate(adapter, inputs.tensors, NEW_TOKENS, cut=cut, mode=mode)
+    assert torch.equal(cached.tokens, tokens)
+    torch.testing.assert_close(cached.logits, logits, **TOL)

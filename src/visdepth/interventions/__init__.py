@@ -1,7 +1,7 @@
 """Interventions on the language-model decoder: capture its states, truncate visual depth, substitute states.
 
 ``capture`` records the residual stream; ``truncate`` keeps image tokens for the first ``cut`` blocks only (mask or
-drop mode, RQ3); ``substitute`` continues from a hybrid of two depths' states (RQ2); ``sweep`` gives next-token
+drop mode, RQ3) or stops their processing there (``modes``: freeze, skip_attn, skip_mlp, no_img2img); ``substitute`` continues from a hybrid of two depths' states (RQ2); ``sweep`` gives next-token
 logits at every cut depth for about the price of one pass. ``hooks`` holds what they share.
 """
 
@@ -14,6 +14,7 @@ from visdepth.interventions.substitute import (
     substituted_generate,
     substituted_logits,
 )
+from visdepth.interventions.modes import ACCESS_MODES, PROCESS_MODES, parse_modes, validate_mode
 from visdepth.interventions.sweep import CutSweep, sweep_cut_logits
 from visdepth.interventions.truncate import (
     MODES,
@@ -24,7 +25,9 @@ from visdepth.interventions.truncate import (
 )
 
 __all__ = [
+    "ACCESS_MODES",
     "MODES",
+    "PROCESS_MODES",
     "SPLICE_SCOPE",
     "CutSweep",
     "Generation",
@@ -33,6 +36,7 @@ __all__ = [
     "capture_states",
     "greedy_generate",
     "hybrid_states",
+    "parse_modes",
     "prefill_kwargs",
     "record_states",
     "substituted_generate",
@@ -42,4 +46,5 @@ __all__ = [
     "truncated_generate",
     "truncated_logits",
     "validate_cut",
+    "validate_mode",
 ]

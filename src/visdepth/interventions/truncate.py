@@ -1,4 +1,5 @@
-"""Depth-wise visual truncation (RQ3): image tokens live in the first ``cut`` decoder blocks only.
+"""Depth-wise visual truncation (RQ3): image tokens live in the first ``cut`` decoder blocks only, or (the
+processing modes of :mod:`visdepth.interventions.modes`) stay readable there but are no longer updated.
 
 Blocks ``cut..L-1``, the final norm and head, and every generated token cannot see image positions. Two exact
 mechanics, which agree to float tolerance:
@@ -12,7 +13,13 @@ mechanics, which agree to float tolerance:
   slots that no query sees. The final hidden states are scattered back to the original positions (NaN where a
   position was dropped), so logits line up with the input ids and ``generate`` reads the last position as usual.
 
-Both work through forward pre-hooks, so ``model(...)`` and ``model.generate(...)`` (greedy, sampling, beams; with
+The processing modes (``freeze``, ``skip_attn``, ``skip_mlp``, ``no_img2img``) keep every position: ``freeze``
+restores the image positions' block-``cut`` input after each block >= cut (a forward hook, so each block's
+attention reads the frozen state through its own input norm for their keys and values); the skip modes zero the
+attention or MLP update at image positions (forward hooks on the sub-layer that adds to the residual stream);
+``no_img2img`` edits the mask like ``mask`` does, for image queries on other image keys.
+
+All work through forward hooks, so ``model(...)`` and ``model.generate(...)`` (greedy, sampling, beams; with
 or without KV cache) run unchanged inside :func:`truncate_visual_depth`. With a cache, the decoder's cache is a
 :class:`~visdepth.interventions.hooks.TruncationCache` (swapped in for an empty one), which reports the full
 sequence length: transformers derives decoding positions and masks (Qwen: with the prefill's ``rope_deltas``) in
@@ -50,11 +57,17 @@ from visdepth.interventions.hooks import (
     register_block_pre_hooks,
     with_block_hidden,
 )
+from visdepth.interventions.modes import (  # noqa: F401  (MODES and validate_mode: names read from here)
+    MODES,
+    no_img2img_mask,
+    skipped_module,
+    validate_mode,
+    zero_rows_hook,
+)
 from visdepth.models.base import ModelInputs, VLMAdapter
 from visdepth.models.compat import get_cache, with_cache
 
-Mode = Literal["mask", "drop"]
-MODES: tuple[str, ...] = ("mask", "drop")
+Mode = Literal["mask", "drop", "freeze", "skip_attn", "skip_mlp", "no_img2img"]
 
 
 def validate_cut(adapter: VLMAdapter, cut: int) -> int:
@@ -71,14 +84,6 @@ def validate_cut(adapter: VLMAdapter, cut: int) -> int:
     if cut < 0:
         raise ConfigError(f"cut depth {cut} is negative; use 0..{L} (0 removes the image from every layer).")
     return cut
-
-
-def validate_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ConfigError(
-            f"unknown truncation mode {mode!r}; use 'mask' (exact, no speed-up) or 'drop' (faster)."
-        )
-    return mode
 
 
 class Truncation:
@@ -102,6 +107,7 @@ class Truncation:
         self.image_q: torch.Tensor | None = None  # image flags of this pass's queries
         self.image_k: torch.Tensor | None = None  # image flags of every key position (original coordinates)
         self.src: torch.Tensor | None = None  # kept query positions after the cut (drop, fresh pass)
+        self.frozen: torch.Tensor | None = None  # block-cut input of this pass (freeze)
         self.dropped = False
         self.memo: dict[tuple[str, int], Any] = {}
 
@@ -181,6 +187,12 @@ class Truncation:
         kwargs = dict(kwargs)
         if self.mode == "mask":
             kwargs[MASK_KEY] = self._memo("mask", kwargs.get(MASK_KEY), lambda m: self._masked(m, hidden))
+        elif self.mode == "no_img2img":
+            if bool(self.image_q.any()):
+                kwargs[MASK_KEY] = self._memo("mask", kwargs.get(MASK_KEY), lambda m: self._no_img2img(m, hidden))
+        elif self.mode != "drop":  # freeze and the skip modes act after the block or its sub-layers
+            if j == self.cut:
+                self.frozen = hidden
         elif self.fresh:
             hidden, kwargs = self._drop_fresh(j, hidden, kwargs)
         else:
@@ -195,6 +207,24 @@ class Truncation:
         block = (~self.image_q)[:, None, :, None] & self.image_k[:, None, None, :]
         blocked = False if full.dtype == torch.bool else torch.finfo(full.dtype).min
         return full.masked_fill(block, blocked)
+
+    def _no_img2img(self, mask: torch.Tensor | None, hidden: torch.Tensor) -> torch.Tensor:
+        batch, q = hidden.shape[:2]
+        full = materialise_mask(mask, batch, q, self.past_len + q, hidden.device)
+        keys = torch.arange(self.past_len + q, device=hidden.device).expand(batch, -1)
+        return no_img2img_mask(full, self.image_q, self.image_k, keys[:, self.past_len :], keys)
+
+    def freeze_hook(self, _module: Any, _args: tuple, output: Any) -> Any:
+        """After a block >= cut: image positions get back the block-cut input (their frozen state)."""
+        if self.frozen is None or not bool(self.image_q.any()):
+            return output
+        first = output[0] if isinstance(output, tuple | list) else output
+        restored = torch.where(self.image_q[..., None], self.frozen, first)
+        return type(output)((restored, *output[1:])) if isinstance(output, tuple | list) else restored
+
+    def image_rows(self, _out: torch.Tensor) -> torch.Tensor | None:
+        """This pass's image queries (None in a decoding step, which holds none)."""
+        return self.image_q if bool(self.image_q.any()) else None
 
     def _drop_fresh(self, j: int, hidden: torch.Tensor, kwargs: dict) -> tuple[torch.Tensor, dict]:
         src = self.src
@@ -297,7 +327,9 @@ def truncate_visual_depth(
     adapter: VLMAdapter, inputs: ModelInputs, cut: int, mode: Mode | str = "drop"
 ) -> Iterator[Truncation]:
     """Within the block, forward passes of ``adapter.model`` on ``inputs`` (and their generation) keep image
-    tokens for the first ``cut`` decoder blocks only. ``cut = L`` is the unmodified model (no hook is installed)."""
+    tokens for the first ``cut`` decoder blocks only (``mask``, ``drop``), or keep them readable there without
+    updating them (``freeze``, ``skip_attn``, ``skip_mlp``, ``no_img2img``; see :mod:`visdepth.interventions.modes`).
+    ``cut = L`` is the unmodified model (no hook is installed)."""
     cut = validate_cut(adapter, cut)
     mode = validate_mode(mode)
     state = Truncation(adapter, inputs, cut, mode)
@@ -308,6 +340,13 @@ def truncate_visual_depth(
     handles.append(adapter.base_model.register_forward_pre_hook(state.model_pre_hook, with_kwargs=True))
     if mode == "drop":
         handles.append(adapter.norm.register_forward_hook(state.norm_hook))
+    elif mode == "freeze":
+        handles += [adapter.layers[j].register_forward_hook(state.freeze_hook) for j in range(cut, adapter.num_layers)]
+    elif mode in ("skip_attn", "skip_mlp"):
+        hook = zero_rows_hook(state.image_rows)
+        handles += [
+            skipped_module(adapter, j, mode).register_forward_hook(hook) for j in range(cut, adapter.num_layers)
+        ]
     try:
         yield state
     finally:
