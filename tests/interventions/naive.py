@@ -192,8 +192,10 @@ def forward(
     cut: int | None = None,
     mode: str = "mask",
     splice: Splice | None = None,
+    only: int | None = None,
 ) -> Result:
-    """One full pass (no cache) of the naive loop; ``prompt_len`` marks where generated tokens start."""
+    """One full pass (no cache) of the naive loop; ``prompt_len`` marks where generated tokens start; ``only``
+    applies a processing mode in that one block instead of every block from ``cut`` on."""
     ids = tensors["input_ids"]
     batch, T = ids.shape
     prompt_len = T if prompt_len is None else prompt_len
@@ -215,7 +217,7 @@ def forward(
             if splice is not None and j == splice.layer:
                 hidden = torch.cat([splice.hybrid[b : b + 1].to(dtype), hidden[:, prompt_len:]], dim=1)
             allowed = visibility(adapter, j, image[b], valid[b], prompt_len)
-            above = cut is not None and j >= cut
+            above = (cut is not None and j >= cut) if only is None else j == only
             ones = torch.ones(T, dtype=dtype)
             keep_attn = keep_mlp = ones
             if above:

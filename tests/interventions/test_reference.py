@@ -14,6 +14,7 @@ import torch
 
 from tests.conftest import tiny
 from tests.interventions import naive
+from visdepth.interventions.contribution import layer_contribution
 from visdepth.interventions.substitute import capture_prefill_states, substituted_generate, substituted_logits
 from visdepth.interventions.sweep import sweep_cut_logits
 from visdepth.interventions.truncate import truncated_generate, truncated_logits
@@ -221,3 +222,18 @@ def test_processing_generation_matches_reference(name, mode, photo, photo2):
     tokens, logits = naive.generate(adapter, inputs.tensors, NEW_TOKENS, cut=cut, mode=mode)
     assert torch.equal(cached.tokens, tokens)
     torch.testing.assert_close(cached.logits, logits, **TOL)
+
+
+@pytest.mark.parametrize("name", ["tiny:gemma3", "tiny:qwen2_5_vl", "tiny:paligemma", "visdepth/shapes-vlm"])
+def test_layer_contribution_matches_reference(name, photo, photo2):
+    """ShortV's score: KL of the last-token distribution with one block's image updates removed, per block."""
+    adapter, inputs = case(name, photo, photo2)
+    full = reference(name, adapter, inputs).logits[:, -1].log_softmax(-1)
+    for mode in ("freeze", "skip_mlp"):
+        got = layer_contribution(adapter, inputs, mode)
+        assert got.shape == (2, adapter.num_layers)
+        for layer in (0, adapter.num_layers - 1):
+            cut = naive.forward(adapter, inputs.tensors, mode=mode, only=layer).logits[:, -1].log_softmax(-1)
+            expected = (full.exp() * (full - cut)).sum(-1)
+            torch.testing.assert_close(got[:, layer], expected.clamp(min=0), rtol=1e-4, atol=1e-6)
+        assert (got > 0).any()
