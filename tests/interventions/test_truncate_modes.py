@@ -29,7 +29,9 @@ def test_processing_modes_on_a_family(name, photo, photo2):
     valid = inputs.attention_mask.bool()
     L = adapter.num_layers
     plain = truncated_logits(adapter, inputs, L, "mask")
-    singles = [adapter.build_inputs([image], prompt) for image, prompt in zip([photo, photo2], PROMPTS, strict=True)]
+    singles = [
+        adapter.build_inputs([image], prompt) for image, prompt in zip([photo, photo2], PROMPTS, strict=True)
+    ]
     for mode in PROCESS_MODES:
         # l_c = L is the unmodified model
         torch.testing.assert_close(truncated_logits(adapter, inputs, L, mode), plain, rtol=0, atol=0)
@@ -61,7 +63,9 @@ def test_freeze_keeps_the_cut_state_exactly(name, photo, photo2):
     with torch.no_grad(), truncate_visual_depth(adapter, inputs, cut, "freeze"):
         # registered after the mode's own hooks, so these see what the next block receives
         handles = [
-            adapter.layers[j].register_forward_hook(lambda _m, _a, out, j=j: seen.__setitem__(j, block_output(out)))
+            adapter.layers[j].register_forward_hook(
+                lambda _m, _a, out, j=j: seen.__setitem__(j, block_output(out))
+            )
             for j in range(L)
         ]
         try:

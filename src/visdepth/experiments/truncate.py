@@ -45,7 +45,7 @@ from visdepth.experiments.truncation.measure import (  # noqa: F401  (names othe
     measure_batch,
 )
 from visdepth.experiments.truncation.picks import PICK_RULE_TEXT, budget_cut, vtw_cut  # noqa: F401
-from visdepth.experiments.truncation.summary import summarise_compute, summarise_task  # noqa: F401
+from visdepth.experiments.truncation.summary import rows_in_mode, summarise_compute, summarise_task  # noqa: F401
 from visdepth.experiments.truncation.timing import TIMING_NEW_TOKENS, measure_timing  # noqa: F401
 from visdepth.interventions.modes import MODE_TEXT, parse_modes
 from visdepth.interventions.truncate import validate_cut
@@ -312,8 +312,10 @@ class Truncate(Experiment):
         calibration: dict[str, dict[str, Any]] = {}
         items: list[Item] = []
         for name, task in tasks.items():
-            items += _items(name, task, samples[name], "eval")
             extra, calibration[name] = calibration_samples(task, samples[name], config.calibration)
+            # calibration from the evaluated samples: their rows carry the layer contribution too
+            calibrating = {s.id for s in samples[name][: calibration[name]["n"]]} if extra is None else None
+            items += _items(name, task, samples[name], "eval", calibrating)
             if extra is not None:
                 items += _items(name, task, extra, "calibration")
         return Plan(
@@ -343,16 +345,29 @@ class Truncate(Experiment):
         first = next(iter(st["tasks"]))
         subset = st["samples"][first][: config.batch_size]
         inputs = st["ctx"].build(st["tasks"][first], subset)
-        timing = measure_timing(
-            plan.adapter, inputs, st["ctx"].cuts, config.mode, config.timing_repeats, progress=config.progress
-        )
-        return {"timing": TimingSummary(task=first, samples=[s.id for s in subset], **timing)}
+        by_mode = {
+            mode: TimingSummary(
+                task=first,
+                samples=[s.id for s in subset],
+                **measure_timing(
+                    plan.adapter,
+                    inputs,
+                    st["ctx"].cuts,
+                    mode,
+                    config.timing_repeats,
+                    progress=config.progress,
+                ),
+            )
+            for mode in config.modes
+        }
+        return {"timing": by_mode[config.modes[0]], "timing_by_mode": by_mode}
 
     def summarise(self, plan: Plan, rows: list[dict[str, Any]], extras: dict[str, Any]) -> dict[str, Any]:
         config, st = plan.config, plan.state
         cuts, calibration = st["ctx"].cuts, st["calibration"]
+        modes = config.modes
         by_id = {r["id"]: r for r in rows}
-        summaries: dict[str, TaskSummary] = {}
+        by_mode: dict[str, dict[str, TaskSummary]] = {mode: {} for mode in modes}
         for name, task in st["tasks"].items():
             task_rows = [by_id[f"{name}/{s.id}"] for s in st["samples"][name]]
             if calibration[name]["source"] == "train split":
@@ -360,20 +375,31 @@ class Truncate(Experiment):
             else:
                 cal_rows = task_rows[: calibration[name]["n"]]
             calibration[name]["samples"] = [r["sample"] for r in cal_rows]
-            summaries[name] = summarise_task(
-                task, st["samples"][name], task_rows, cal_rows, calibration[name], config, cuts
-            )
+            for mode in modes:
+                by_mode[mode][name] = summarise_task(
+                    task,
+                    st["samples"][name],
+                    rows_in_mode(task_rows, mode, modes),
+                    rows_in_mode(cal_rows, mode, modes),
+                    calibration[name],
+                    config,
+                    cuts,
+                    mode,
+                )
         L = plan.adapter.num_layers
         return {
             "num_layers": L,
             "cuts": cuts,
             "depth": [c / L for c in cuts],
-            "mode": config.mode,
+            "mode": modes[0],
+            "modes": modes,
             "budget": config.budget,
             "vtw_threshold": config.vtw_threshold,
             "pick_rule": config.pick_rule,
-            "tasks": summaries,
+            "tasks": by_mode[modes[0]],
+            "by_mode": by_mode if len(modes) > 1 else {},
             "timing": extras.get("timing"),
+            "timing_by_mode": extras.get("timing_by_mode", {}) if len(modes) > 1 else {},
         }
 
     def choices(self, plan: Plan) -> dict[str, Any]:

@@ -7,6 +7,7 @@ logits at every cut depth for about the price of one pass. ``hooks`` holds what 
 
 from visdepth.interventions.capture import capture_states, record_states
 from visdepth.interventions.hooks import Generation, TruncationCache, greedy_generate, prefill_kwargs
+from visdepth.interventions.modes import ACCESS_MODES, PROCESS_MODES, parse_modes, validate_mode
 from visdepth.interventions.substitute import (
     SPLICE_SCOPE,
     capture_prefill_states,
@@ -14,7 +15,6 @@ from visdepth.interventions.substitute import (
     substituted_generate,
     substituted_logits,
 )
-from visdepth.interventions.modes import ACCESS_MODES, PROCESS_MODES, parse_modes, validate_mode
 from visdepth.interventions.sweep import CutSweep, sweep_cut_logits
 from visdepth.interventions.truncate import (
     MODES,

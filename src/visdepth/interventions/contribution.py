@@ -49,7 +49,9 @@ def _freeze_one(adapter: VLMAdapter, layer: int, image: torch.Tensor) -> list[An
 def layer_contribution(adapter: VLMAdapter, inputs: ModelInputs, mode: str = "freeze") -> torch.Tensor:
     """(batch, L): KL(full || block l's image updates removed) of the last-token distribution, per block l."""
     if mode not in CONTRIBUTION_MODES:
-        raise ConfigError(f"layer contribution mode {mode!r} is unknown; use one of {', '.join(CONTRIBUTION_MODES)}.")
+        raise ConfigError(
+            f"layer contribution mode {mode!r} is unknown; use one of {', '.join(CONTRIBUTION_MODES)}."
+        )
     kwargs = prefill_kwargs(adapter, inputs, use_cache=False)
     if "logits_to_keep" in inspect.signature(adapter.model.forward).parameters:
         kwargs["logits_to_keep"] = 1

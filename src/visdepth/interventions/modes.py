@@ -62,7 +62,9 @@ def parse_modes(value: str | list[str] | tuple[str, ...]) -> list[str]:
     items = value.split(",") if isinstance(value, str) else list(value)
     modes = [validate_mode(str(m).strip()) for m in items if str(m).strip()]
     if not modes:
-        raise ConfigError(f"--mode names no mode; use one or more of {', '.join(MODES)}, e.g. --mode drop,freeze.")
+        raise ConfigError(
+            f"--mode names no mode; use one or more of {', '.join(MODES)}, e.g. --mode drop,freeze."
+        )
     return list(dict.fromkeys(modes))
 
 

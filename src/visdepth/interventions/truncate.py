@@ -189,7 +189,9 @@ class Truncation:
             kwargs[MASK_KEY] = self._memo("mask", kwargs.get(MASK_KEY), lambda m: self._masked(m, hidden))
         elif self.mode == "no_img2img":
             if bool(self.image_q.any()):
-                kwargs[MASK_KEY] = self._memo("mask", kwargs.get(MASK_KEY), lambda m: self._no_img2img(m, hidden))
+                kwargs[MASK_KEY] = self._memo(
+                    "mask", kwargs.get(MASK_KEY), lambda m: self._no_img2img(m, hidden)
+                )
         elif self.mode != "drop":  # freeze and the skip modes act after the block or its sub-layers
             if j == self.cut:
                 self.frozen = hidden
@@ -341,11 +343,14 @@ def truncate_visual_depth(
     if mode == "drop":
         handles.append(adapter.norm.register_forward_hook(state.norm_hook))
     elif mode == "freeze":
-        handles += [adapter.layers[j].register_forward_hook(state.freeze_hook) for j in range(cut, adapter.num_layers)]
+        handles += [
+            adapter.layers[j].register_forward_hook(state.freeze_hook) for j in range(cut, adapter.num_layers)
+        ]
     elif mode in ("skip_attn", "skip_mlp"):
         hook = zero_rows_hook(state.image_rows)
         handles += [
-            skipped_module(adapter, j, mode).register_forward_hook(hook) for j in range(cut, adapter.num_layers)
+            skipped_module(adapter, j, mode).register_forward_hook(hook)
+            for j in range(cut, adapter.num_layers)
         ]
     try:
         yield state
