@@ -224,7 +224,9 @@ def sweep_cut_logits(
         rows = repeat_batch(rec_image, n, axis=0)
         handle = None
         if mode in ("skip_attn", "skip_mlp"):
-            handle = skipped_module(adapter, j, mode).register_forward_hook(zero_rows_hook(lambda _out: rows))
+            handle = skipped_module(adapter, j, mode).register_forward_hook(
+                zero_rows_hook(lambda _out, rows=rows: rows)
+            )
         try:
             out = layers[j](states.reshape(n * batch, n_rec, -1), **kw)
         finally:
