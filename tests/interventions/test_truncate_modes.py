@@ -9,9 +9,10 @@ import torch
 from tests.conftest import tiny
 from visdepth.errors import ConfigError
 from visdepth.interventions import MODES, PROCESS_MODES, parse_modes
-from visdepth.interventions.hooks import block_output, prefill_kwargs
+from visdepth.interventions.hooks import TruncationCache, block_hidden, head_logits, prefill_kwargs
 from visdepth.interventions.truncate import truncate_visual_depth, truncated_generate, truncated_logits
 from visdepth.models import tiny_names
+from visdepth.models.compat import output_cache
 
 TINY = tiny_names()
 PROMPTS = ["What is this?", "Name the animal in the picture please."]
@@ -52,30 +53,38 @@ def test_processing_modes_on_a_family(name, photo, photo2):
         torch.testing.assert_close(runs[0].logits, runs[1].logits, rtol=0, atol=ATOL)
 
 
-@pytest.mark.parametrize("name", ["tiny:gemma3", "tiny:qwen2_vl", "tiny:llava"])
-def test_freeze_keeps_the_cut_state_exactly(name, photo, photo2):
-    """Under freeze, every block >= cut returns the image positions' block-cut input bit for bit, and text moves."""
+@pytest.mark.parametrize("name", ["tiny:gemma3", "tiny:qwen2_vl", "tiny:llava_next"])
+def test_freeze_keeps_the_cut_state_and_runs_text_queries_only(name, photo, photo2):
+    """Under freeze the image positions' final state is their block-cut input (their logits are the head on it),
+    and blocks >= cut hold only the text positions as queries, while their cache keeps every position."""
     adapter = tiny(name)
     inputs = batch(adapter, photo, photo2)
     image = inputs.image_mask.bool()
-    L, cut = adapter.num_layers, 1
-    seen: dict[int, torch.Tensor] = {}
-    with torch.no_grad(), truncate_visual_depth(adapter, inputs, cut, "freeze"):
-        # registered after the mode's own hooks, so these see what the next block receives
-        handles = [
-            adapter.layers[j].register_forward_hook(
-                lambda _m, _a, out, j=j: seen.__setitem__(j, block_output(out))
-            )
-            for j in range(L)
-        ]
-        try:
-            adapter.model(**prefill_kwargs(adapter, inputs))
-        finally:
-            for h in handles:
-                h.remove()
-    for j in range(cut, L):
-        assert torch.equal(seen[j][image], seen[cut - 1][image])
-    assert not torch.allclose(seen[L - 1][~image], seen[cut - 1][~image])
+    L, cut, T = adapter.num_layers, 1, inputs.input_ids.shape[1]
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(_module, args, kwargs):
+        seen["input"] = block_hidden(args, kwargs)
+
+    grab = adapter.layers[cut].register_forward_pre_hook(keep, with_kwargs=True)
+    try:
+        plain = truncated_logits(
+            adapter, inputs, L, "mask"
+        )  # no hook installed: the unmodified block-cut input
+    finally:
+        grab.remove()
+    frozen_logits = head_logits(adapter, seen["input"]).float()
+    got = truncated_logits(adapter, inputs, cut, "freeze")
+    torch.testing.assert_close(got[image], frozen_logits[image], rtol=0, atol=ATOL)
+    assert not torch.allclose(got[~image], plain[~image], atol=1e-4)
+    kept = int((~image).sum(1).max())
+    packed = kept + int(image.sum(1).max())  # image keys first, then the text (re-padded per row)
+    with torch.no_grad(), truncate_visual_depth(adapter, inputs, cut, "freeze") as state:
+        out = adapter.model(**prefill_kwargs(adapter, inputs, use_cache=True, cache=TruncationCache()))
+    assert state.block_lengths == {j: (T if j < cut else kept) for j in range(L)}
+    cache = output_cache(out)
+    assert [cache.stored_length(j) for j in range(L)] == [T if j < cut else packed for j in range(L)]
+    assert cache.get_seq_length(L - 1) == T
 
 
 def test_modes_parse_and_validate(photo):
