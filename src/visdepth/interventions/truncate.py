@@ -34,7 +34,7 @@ from __future__ import annotations
 import inspect
 import operator
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Literal
 
 import torch
@@ -45,9 +45,9 @@ from visdepth.interventions.hooks import (
     POSITION_KEY,
     ROPE_KEY,
     Generation,
+    PrefixKV,
     TruncationCache,
     block_cache,
-    PrefixKV,
     block_hidden,
     gather_mask,
     gather_position_ids,
@@ -293,10 +293,8 @@ class Truncation:
             "position_embeddings": rope,
             "position_ids": positions,
         }
-        try:
+        with suppress(_Captured):
             attn(**with_cache(attn, kw, capture))
-        except _Captured:
-            pass
         if capture.keys is None or capture.values is None:  # pragma: no cover - an attention without a cache
             raise RuntimeError(
                 f"block {j}'s attention never wrote its cache; freeze mode cannot get its keys"
