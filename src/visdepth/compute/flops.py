@@ -6,7 +6,8 @@ every (query, visible key) pair, causal and, for sliding-window layers, windowed
 Blocks ``0..cut-1`` process every prompt token; blocks ``cut..L-1`` only the non-image tokens (drop mode: image
 positions leave the sequence and the KV cache). Mask mode computes the same matrices as the full model (it only
 masks scores), so its cost is the full model's. The processing modes, in blocks ``cut..L-1`` (what an
-implementation that skips the unneeded work computes; visdepth's exact hook-based modes compute everything):
+implementation that skips the unneeded work computes; visdepth's freeze runs packed and computes all of it but
+the image queries' projection, its skip and no_img2img modes are exact hooks that compute everything):
 
 - ``freeze``: image tokens need no query projection, attention row, output projection or MLP, but their key and
   value projections still run (from the frozen state, each block its own) and the KV cache keeps them; text

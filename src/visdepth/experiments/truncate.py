@@ -273,8 +273,11 @@ def choices(
             "processing_modes": "freeze saves the image tokens' query and output projections, attention rows "
             "and MLP above l_c but not their key/value projections or cache; skip_attn the first three; "
             "skip_mlp the MLP; no_img2img the image-to-image attention pairs; decode FLOPs and KV bytes are the "
-            "full model's (visdepth.compute.flops). visdepth runs them exactly with hooks, computing everything: "
-            "their measured latency is the full model's, the analytic figure is what a skipping kernel saves",
+            "full model's (visdepth.compute.flops). visdepth runs freeze packed like drop (text queries only above "
+            "l_c; the image tokens' queries are still projected, by the attention call that yields their keys), so "
+            "its measured prefill falls; skip_attn, skip_mlp and no_img2img run exactly with hooks that compute "
+            "everything, so their measured latency is the full model's and the analytic figure is what a skipping "
+            "kernel would save",
             "measured": "medians over repeats on the first batch of the first task (prefill: one forward pass; "
             f"decode per token: (t({TIMING_NEW_TOKENS} tokens) - t(1 token)) / {TIMING_NEW_TOKENS - 1}; peak "
             "memory of the longer generation) in the chosen mode; drop mode is where latency drops"
