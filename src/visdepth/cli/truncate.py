@@ -145,6 +145,19 @@ def _print_modes(result: TruncateResult) -> None:
                 )
             table.add_row(label, *cells)
     console.print(table)
+    for mode in modes:
+        timing, task = result.timing_in(mode), None
+        if timing is not None:
+            task = result.summaries(mode).get(timing.task)
+        if timing is None or task is None or task.budget.cut is None:
+            continue
+        j = result.cuts.index(task.budget.cut)
+        console.print(
+            f"measured, {mode}: budget cut {task.budget.cut}: prefill {1000 * timing.prefill_s[j]:.1f} ms "
+            f"(x{timing.prefill_speedup[j]:.2f}; analytic FLOPs {_ratio(task.budget.prefill_flops_ratio)}), decode "
+            f"{1000 * timing.decode_per_token_s[j]:.2f} ms/token",
+            highlight=False,
+        )
 
 
 def _print_all(result: TruncateResult) -> None:

@@ -234,10 +234,12 @@ def plot_kl(result: TruncateResult, name: str, summary: TaskSummary, path: Path)
 
 
 def plot_modes(result: TruncateResult, name: str, path: Path) -> Path:
-    """Every mode of the run side by side: task quality against depth (rings: each mode's budget cut) and against
-    the mode's own analytic prefill FLOP ratio."""
+    """Every mode of the run side by side: task quality against depth (rings: each mode's budget cut), against
+    the mode's own analytic prefill FLOP ratio, and (the timed task) against measured prefill latency."""
     depth = np.array(result.depth)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.4), dpi=150)
+    timed = [m for m in result.mode_list() if (t := result.timing_in(m)) is not None and t.task == name]
+    fig, axes = plt.subplots(1, 3 if timed else 2, figsize=(17 if timed else 11.5, 4.4), dpi=150)
+    ax, ax2 = axes[0], axes[1]
     full = None
     for mode in result.mode_list():
         summary = result.summaries(mode).get(name)
@@ -252,8 +254,24 @@ def plot_modes(result: TruncateResult, name: str, path: Path) -> Path:
             ax.plot(b.depth, b.quality, "o", ms=11, mfc="none", mec=colour, mew=1.8)
         cost = _compute(summary.compute, "prefill_flops_ratio")
         ax2.plot(cost, q, color=colour, ls=style, lw=1.6, marker="o", ms=3, label=mode)
+        timing = result.timing_in(mode)
+        if mode in timed and timing is not None:
+            axes[2].plot([1000 * t for t in timing.prefill_s], q, color=colour, ls=style, lw=1.6, marker="o",
+                         ms=3, label=mode)  # fmt: skip
+    if timed:
+        t0 = result.timing_in(timed[0])
+        assert t0 is not None
+        axes[2].set_xlabel(
+            f"measured prefill latency (ms, median of {t0.repeats}, batch of {len(t0.samples)})"
+        )
+        axes[2].set_ylabel("task quality")
+        axes[2].grid(alpha=0.3)
+        _legend_below(axes[2])
+        axes[2].set_title(
+            _title(result, name, "modes: quality vs measured latency", "modes side by side"), fontsize=9
+        )
     if full is not None and not np.isnan(full):
-        for a in (ax, ax2):
+        for a in axes:
             a.axhline(result.budget * full, color="#888888", ls="--", lw=1, label=f"{result.budget:g} x full")
     _depth_axis(ax)
     ax.set_ylabel("task quality (mean of kinds' main scores)")
