@@ -14,7 +14,9 @@ Two families of modes, both applied in decoder blocks ``cut..L-1`` only (``cut =
     token's own value still flows, as in V-Skip, which removes the image-to-image *mixing*); text attends as usual.
 
 Generated tokens are text, so a decoding step needs nothing beyond the prefill's cache: the frozen or skipped
-image positions' keys and values are what the prefill left there.
+image positions' keys and values are what the prefill left there. ``freeze`` runs packed like ``drop`` (blocks
+>= cut take only the text positions as queries, see :mod:`visdepth.interventions.truncate`), so like drop it needs
+the prompt to end with text; the other three are hooks that keep every position.
 
 A sub-layer's *update* is what the block adds to the residual stream. In most families that is the attention
 module's (or the MLP's) output; in sandwich-norm blocks (Gemma 2/3: ``post_attention_layernorm`` after the
