@@ -95,3 +95,27 @@ def test_modes_parse_and_validate(photo):
         parse_modes("drop,frieze")
     with pytest.raises(ConfigError, match="names no mode"):
         parse_modes(" , ")
+
+
+def test_beam_search_under_freeze(photo, photo2):
+    """generate() expands every sample to its beams and reorders the cache: freeze follows (cache on == off)."""
+    adapter = tiny("tiny:llava_next")  # ragged image counts: the packed freeze path re-pads
+    inputs = batch(adapter, photo, photo2)
+    sequences = []
+    for use_cache in (True, False):
+        with torch.no_grad(), truncate_visual_depth(adapter, inputs, 2, "freeze"):
+            sequences.append(
+                adapter.model.generate(
+                    **adapter.model_kwargs(inputs),
+                    num_beams=3,
+                    num_return_sequences=2,
+                    max_new_tokens=6,
+                    min_new_tokens=6,
+                    do_sample=False,
+                    use_cache=use_cache,
+                    pad_token_id=adapter.tokenizer.pad_token_id,
+                    suppress_tokens=[adapter.image_token_id],
+                )
+            )
+    assert sequences[0].shape[0] == 4
+    assert torch.equal(sequences[0], sequences[1])
