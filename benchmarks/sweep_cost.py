@@ -4,7 +4,9 @@ Three timings per model (best of ``--repeats`` after a warm-up, wall clock):
   forward  one unmodified pass, vision tower included, next-token logits only (``logits_to_keep=1``);
   sweep    ``sweep_cut_logits``: next-token logits at all L+1 cut depths (shared-prefix, layer-major);
   naive    ``truncated_logits(cut, "drop")`` once per cut depth (each a full pass, vision tower included).
-It also prints the token-block ratio the sweep should approach, 1 + |recomputed| (L+1) / (2T), which ignores the
+``--mode`` picks the truncation mode (default drop; freeze, skip_attn, skip_mlp, no_img2img recompute the image
+positions per cut too, so their sweep costs more, about half of the naive runs). It also prints the token-block
+ratio the sweep should approach, 1 + |recomputed| (L+1) / (2T), which ignores the
 vision tower and per-call overheads.
 
 Models: the default tiny model, and random-weight models (``benchmarks/shapes.py``) built from configs with the
@@ -68,7 +70,9 @@ def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def measure(adapter: VLMAdapter, size: int, prompt: str, repeats: int, naive_repeats: int) -> None:
+def measure(
+    adapter: VLMAdapter, size: int, prompt: str, repeats: int, naive_repeats: int, mode: str = "drop"
+) -> None:
     questions, chat = PROMPTS[prompt]
     inputs = adapter.build_inputs([[im] for im in photos(size)], questions, chat=chat)
     L = adapter.num_layers
@@ -79,13 +83,13 @@ def measure(adapter: VLMAdapter, size: int, prompt: str, repeats: int, naive_rep
         adapter.model(**kwargs)
 
     def sweep() -> None:
-        sweep_cut_logits(adapter, inputs)
+        sweep_cut_logits(adapter, inputs, mode=mode)
 
     def naive() -> None:
         for cut in range(L + 1):
-            truncated_logits(adapter, inputs, cut, "drop", last_only=True)
+            truncated_logits(adapter, inputs, cut, mode, last_only=True)
 
-    result = sweep_cut_logits(adapter, inputs)
+    result = sweep_cut_logits(adapter, inputs, mode=mode)
     recomputed = int(result.recomputed.sum(1).max())
     shared = int(result.shared.sum(1).max())
     images = inputs.image_mask.sum(1).tolist()
@@ -94,7 +98,7 @@ def measure(adapter: VLMAdapter, size: int, prompt: str, repeats: int, naive_rep
     n_min = best_of(naive, naive_repeats)[0] if naive_repeats else float("nan")
     token_ratio = 1 + recomputed * (L + 1) / (2 * T)
     print(
-        f"\n{adapter.name}, {prompt} prompt: L={L}, batch={len(questions)}, T={T}, image tokens {images}, "
+        f"\n{adapter.name}, {prompt} prompt, {mode} mode: L={L}, batch={len(questions)}, T={T}, image tokens {images}, "
         f"shared {shared}, recomputed {recomputed} per sample"
     )
     print(f"  forward  {f_min * 1e3:9.1f} ms (median {f_med * 1e3:.1f})")
@@ -117,6 +121,7 @@ def main() -> None:
         "--prompts", default="chat,short", help="prompt styles; naive is timed for the first only"
     )
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--mode", default="drop", help="truncation mode of the sweep and of the naive runs")
     parser.add_argument("--naive-repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = parser.parse_args()
@@ -127,7 +132,8 @@ def main() -> None:
         build, size = MODELS[name.strip()]
         adapter = build()
         for i, prompt in enumerate(args.prompts.split(",")):
-            measure(adapter, size, prompt.strip(), args.repeats, args.naive_repeats if i == 0 else 0)
+            naive = args.naive_repeats if i == 0 else 0
+            measure(adapter, size, prompt.strip(), args.repeats, naive, args.mode)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""How much faster drop-mode visual-depth truncation makes a VLM of realistic shape, against the FLOP ratio.
+"""How much faster visual-depth truncation (drop, and freeze beside it) makes a VLM of realistic shape, against
+the FLOP ratio.
 
 Model: random weights with Qwen2.5-VL-3B's language model (hidden 2048, MLP 11008, 16 heads / 2 KV heads,
 M-RoPE, vocabulary 151936; ``--layers`` of its 36 blocks) behind a small vision tower that costs the same at
@@ -13,8 +14,11 @@ round's own ratio:
   decode   per token with the KV cache: ``truncated_generate`` of 1 + N tokens with a streamer that stamps the
            host clock as each token arrives (generate copies every token to the host, which waits for the
            device); the median of the N decoding steps, prefill excluded.
-Cuts: the full model (l_c = L) and drop mode at L/4, L/2 and 0 (``--cuts``, fractions of L), each beside the
-analytic decoder FLOP ratio of ``visdepth.compute``. The vision tower and per-call overheads are in the
+Cuts: the full model (l_c = L) and each mode (``--modes``, default drop and freeze) at L/4, L/2 and 0
+(``--cuts``, fractions of L), each beside the analytic decoder FLOP ratio of ``visdepth.compute`` in that mode.
+Freeze runs packed like drop (blocks above the cut take only text queries) but still computes the image tokens'
+keys and values per block (and their queries, which its attention module computes before it is stopped at the
+cache write), keeps them in the KV cache and lets text attend to them: its decode step is the full model's. The vision tower and per-call overheads are in the
 measurement but not in the ratio, so the measured speed-up falls short of 1 / ratio.
 
 Run: ``python benchmarks/truncate_speed.py [--device cuda] [--dtype bfloat16] [--layers 36] [--output F]``
@@ -69,18 +73,18 @@ class StepClock(BaseStreamer):
 
 @torch.no_grad()
 def time_cuts(
-    adapter: VLMAdapter, inputs: ModelInputs, cuts: list[int], args: argparse.Namespace
+    adapter: VLMAdapter, inputs: ModelInputs, cuts: list[int], args: argparse.Namespace, mode: str = "drop"
 ) -> dict[str, dict[int, list[float]]]:
-    """Seconds per prefill, per-round median decoding step and every decoding step, for each cut."""
+    """Seconds per prefill, per-round median decoding step and every decoding step, for each cut in ``mode``."""
     N = args.new_tokens
 
     def prefill(cut: int) -> Any:
-        return truncated_logits(adapter, inputs, cut, "drop", last_only=True)
+        return truncated_logits(adapter, inputs, cut, mode, last_only=True)
 
     def decode(cut: int) -> list[float]:
         clock = StepClock()
         n = 1 + N
-        truncated_generate(adapter, inputs, cut, "drop", max_new_tokens=n, min_new_tokens=n, streamer=clock)
+        truncated_generate(adapter, inputs, cut, mode, max_new_tokens=n, min_new_tokens=n, streamer=clock)
         steps = clock.decode_steps()
         assert len(steps) == N, f"expected {N} decoding steps, timed {len(steps)}"
         return steps
@@ -116,12 +120,12 @@ def device_name(device: str) -> str:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = ("cut", "depth", "|", "prefill ms", "speed-up", "FLOP ratio", "1/ratio", "|")
+    head = ("mode", "cut", "depth", "|", "prefill ms", "speed-up", "FLOP ratio", "1/ratio", "|")
     head += ("decode ms/tok", "speed-up", "FLOP ratio", "KV ratio")
-    widths = (4, 6, 1, 11, 8, 10, 8, 1, 13, 8, 10, 8)
+    widths = (6, 4, 6, 1, 11, 8, 10, 8, 1, 13, 8, 10, 8)
     print("\n" + " ".join(f"{h:>{w}}" for h, w in zip(head, widths, strict=True)))
     for r in rows:
-        cells = (r["cut"], f"{r['depth']:.2f}", "|", f"{r['prefill']['median_s'] * 1e3:.1f}")
+        cells = (r["mode"], r["cut"], f"{r['depth']:.2f}", "|", f"{r['prefill']['median_s'] * 1e3:.1f}")
         cells += (f"{r['prefill_speedup']:.2f}x", f"{r['prefill_flop_ratio']:.3f}")
         cells += (f"{r['prefill_ideal_speedup']:.2f}x", "|", f"{r['decode_per_token']['median_s'] * 1e3:.1f}")
         cells += (
@@ -139,44 +143,48 @@ def run(adapter: VLMAdapter, args: argparse.Namespace) -> dict[str, Any]:
     n_image = int(inputs.image_mask.sum())
     n_text = inputs.input_ids.shape[1] - n_image
     shape = DecoderShape.from_adapter(adapter)
-    costs = {row["cut"]: row for row in cut_costs(shape, inputs.image_mask[0].cpu(), cuts)}
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     print(
         f"{adapter.name}\nL={L}, {n_image} image + {n_text} text tokens, {args.dtype} on {args.device} "
         f"({device_name(args.device)}), torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
     )
 
     start = time.perf_counter()
-    times = time_cuts(adapter, inputs, cuts, args)
-    elapsed = time.perf_counter() - start
-
-    def speedup(kind: str, cut: int) -> float:
-        # the median of each round's own ratio: a round's cuts ran back to back, under about the same load
-        return statistics.median(f / t for f, t in zip(times[kind][L], times[kind][cut], strict=True))
-
     rows = []
-    for cut in cuts:
-        c = costs[cut]
-        rows.append(
-            {
-                "cut": cut,
-                "depth": cut / L,
-                "prefill": summary(times["prefill"][cut]),
-                "decode_per_token": {**summary(times["decode"][cut]), "steps_s": times["steps"][cut]},
-                "prefill_speedup": speedup("prefill", cut),
-                "prefill_flop_ratio": c["prefill_flops_ratio"],
-                "prefill_ideal_speedup": 1 / c["prefill_flops_ratio"],
-                "decode_speedup": speedup("decode", cut),
-                "decode_flop_ratio": c["decode_flops_ratio"],
-                "kv_cache_ratio": c["kv_cache_bytes_ratio"],
-                "prefill_flops": c["prefill_flops"],
-                "kv_cache_bytes_16bit": c["kv_cache_bytes"],
-            }
-        )
+    for mode in modes:
+        costs = {row["cut"]: row for row in cut_costs(shape, inputs.image_mask[0].cpu(), cuts, mode=mode)}
+        times = time_cuts(adapter, inputs, cuts, args, mode)
+
+        def speedup(kind: str, cut: int, times: dict = times) -> float:
+            # the median of each round's own ratio: a round's cuts ran back to back, under about the same load
+            return statistics.median(f / t for f, t in zip(times[kind][L], times[kind][cut], strict=True))
+
+        for cut in cuts:
+            c = costs[cut]
+            rows.append(
+                {
+                    "mode": mode,
+                    "cut": cut,
+                    "depth": cut / L,
+                    "prefill": summary(times["prefill"][cut]),
+                    "decode_per_token": {**summary(times["decode"][cut]), "steps_s": times["steps"][cut]},
+                    "prefill_speedup": speedup("prefill", cut),
+                    "prefill_flop_ratio": c["prefill_flops_ratio"],
+                    "prefill_ideal_speedup": 1 / c["prefill_flops_ratio"],
+                    "decode_speedup": speedup("decode", cut),
+                    "decode_flop_ratio": c["decode_flops_ratio"],
+                    "kv_cache_ratio": c["kv_cache_bytes_ratio"],
+                    "prefill_flops": c["prefill_flops"],
+                    "kv_cache_bytes_16bit": c["kv_cache_bytes"],
+                }
+            )
+    elapsed = time.perf_counter() - start
 
     print_table(rows)
     print(f"\nmedians of {args.repeats} round(s), {args.new_tokens} decoding steps each; {elapsed:.0f} s")
     return {
         "model": adapter.name,
+        "modes": modes,
         "decoder_shape": shape.describe(),
         "tokens": {"image": n_image, "text": n_text},
         "image_size": args.image_size,
@@ -206,6 +214,7 @@ def main() -> None:
     parser.add_argument(
         "--cuts", default="0.25,0.5,0", help="cut depths as fractions of L; L is always timed"
     )
+    parser.add_argument("--modes", default="drop,freeze", help="truncation modes to time, comma-separated")
     parser.add_argument("--repeats", type=int, default=5, help="rounds over every cut")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--new-tokens", type=int, default=8, help="decoding steps timed per generate call")

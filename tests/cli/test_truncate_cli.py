@@ -56,7 +56,8 @@ def unanswered(tmp_path) -> str:
         (["--cut", "two"], "--cut 0,4,8"),
         (["--tasks", "nope"], "local:<path.jsonl>"),
         (["--tasks", "UNANSWERED"], "add an 'answer' field"),
-        (["--mode", "fast"], "use 'mask'"),
+        (["--mode", "fast"], "use one of mask, drop, freeze"),
+        (["--mode", "drop,fast"], "unknown truncation mode 'fast'"),
         (["--budget", "0"], "outside (0, 1]"),
         (["--budget", "1.5"], "outside (0, 1]"),
         (["--pick_rule", "best"], "use stable, first"),
@@ -72,3 +73,29 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, unanswered, args, fix):
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output
     assert fix in lines[0]
     assert not list(tmp_path.glob("*/truncate-*/results.json"))
+
+
+def test_several_modes_from_the_command_line_and_a_yaml_file(tmp_path):
+    """``--mode drop,freeze,skip_mlp`` on the command line; ``mode: [...]`` or ``mode: a,b`` in a YAML config."""
+    config = tmp_path / "run.yaml"
+    config.write_text("mode: [drop, freeze]\ncuts: 0,2\n")
+    result = _invoke(
+        "--config", str(config), "--model", "tiny:llava", "--tasks", "photos", "--limit", "3", "--mode",
+        "drop,freeze,skip_mlp", "--max_new_tokens", "3", "--no-timing", "--batch_size", "3", "--calibration", "2",
+        "--output_path", str(tmp_path), "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (path,) = tmp_path.glob("*/truncate-drop+freeze+skip_mlp/results.json")  # the command line wins
+    data = json.loads(path.read_text())
+    assert data["modes"] == ["drop", "freeze", "skip_mlp"] and data["cuts"] == [0, 2, 4]
+    assert set(data["by_mode"]) == set(data["modes"])
+    assert (path.parent / "figures" / "modes_photos.png").stat().st_size > 10_000
+    assert (path.parent / "figures" / "contribution.png").stat().st_size > 10_000
+    text = " ".join(result.output.split())
+    assert "shallowest safe cut per mode" in text and "skip_mlp" in text
+    # a YAML comma string is the same list
+    from visdepth.cli.options import build_config, read_config_file
+    from visdepth.experiments.truncate import TruncateConfig
+
+    config.write_text("mode: drop, freeze\n")
+    assert build_config(TruncateConfig, read_config_file(str(config))).modes == ["drop", "freeze"]

@@ -215,3 +215,54 @@ def test_plain_mlp_is_not_gated():
     shape = DecoderShape.from_adapter(adapter)
     assert not shape.gated_mlp
     assert (shape.num_heads, shape.num_kv_heads, shape.head_dim) == (2, 2, 4)
+
+
+# ---------------------------------------------------------------------- processing modes
+PROCESS = ("freeze", "skip_attn", "skip_mlp", "no_img2img")
+
+
+def test_processing_mode_prefill_by_hand():
+    """Image first (4 tokens), text after (5), cut 2 of SMALL: what each mode saves in blocks 2 and 3."""
+    mask = [True] * N_IMAGE + [False] * N_TEXT
+    d, hd, ff = 8, 4, 16
+    qo, kv, mlp = 2 * d * hd * 2 * 2, 2 * d * hd * 2 * 1, 2 * 3 * d * ff
+    assert (SMALL.qo_proj_flops, SMALL.kv_proj_flops, SMALL.mlp_flops) == (qo, kv, mlp)
+    assert qo + kv + mlp == SMALL.token_flops
+    below = prefill_flops(SMALL, mask, 4)  # the full model
+    full_blocks = {3: 24, None: 45}  # causal pairs of 9 tokens in the windowed (3) and full blocks
+    # text queries (positions 4..8) over every key: full 5 + 6 + ... + 9 = 35; window 3: 3 each = 15
+    text_rows = {3: 15, None: 35}
+    # image x image pairs among 4 image tokens: causal 10; window 3: 1 + 2 + 3 + 3
+    img_pairs = {3: 1 + 2 + 3 + 3, None: 10}
+    for mode in PROCESS:
+        got = prefill_flops(SMALL, mask, 2, mode)
+        saved = 0
+        for window in (3, None):  # blocks 2 (window 3) and 3 (full)
+            if mode in ("freeze", "skip_attn"):
+                saved += N_IMAGE * qo + (full_blocks[window] - text_rows[window]) * 32
+            if mode in ("freeze", "skip_mlp"):
+                saved += N_IMAGE * mlp
+            if mode == "no_img2img":
+                saved += (img_pairs[window] - N_IMAGE) * 32
+        assert got == below - saved, mode
+        assert prefill_flops(SMALL, mask, 4, mode) == below  # l_c = L: the full model
+
+
+def test_processing_mode_costs_in_cut_costs():
+    mask = [False] * 2 + [True] * N_IMAGE + [False] * (N_TEXT - 2)
+    cuts = range(SMALL.num_layers + 1)
+    drop = cut_costs(SMALL, mask, cuts)
+    rows = {mode: cut_costs(SMALL, mask, cuts, mode=mode) for mode in ("mask", *PROCESS)}
+    for cut in cuts:
+        full = drop[-1]
+        for mode, r in rows.items():
+            # the cache and the decoding steps are the full model's; mask saves nothing at all
+            assert r[cut]["kv_cache_bytes"] == full["kv_cache_bytes"]
+            assert r[cut]["decode_flops"] == full["decode_flops"]
+            assert drop[cut]["prefill_flops"] <= r[cut]["prefill_flops"] <= full["prefill_flops"], (mode, cut)
+        assert rows["mask"][cut]["prefill_flops_ratio"] == 1.0
+        # freeze saves exactly what skip_attn and skip_mlp save together
+        saved = {m: full["prefill_flops"] - rows[m][cut]["prefill_flops"] for m in PROCESS}
+        assert saved["freeze"] == saved["skip_attn"] + saved["skip_mlp"]
+    with pytest.raises(ValueError, match="unknown mode"):
+        cut_costs(SMALL, mask, cuts, mode="frieze")

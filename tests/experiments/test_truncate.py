@@ -429,3 +429,43 @@ def test_timing_has_its_own_progress_bar(capsys):
     assert len(out["prefill_s"]) == 2
     exp.measure_timing(adapter, inputs, [0, L], "drop", repeats=1, new_tokens=2, progress=False)
     assert "timing" not in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- several modes in one run
+def test_several_modes_in_one_run(drop_run, tmp_path, manifest):
+    """``mode: drop,freeze,skip_mlp``: one folder, rows with each mode's readings, a summary per mode; the drop
+    summaries equal a drop-only run's; the processing modes keep the KV cache and save less prefill than drop."""
+    config, drop_only = drop_run
+    multi = _config(tmp_path, manifest, mode="drop, freeze,skip_mlp")
+    assert (
+        multi.mode == ["drop", "freeze", "skip_mlp"]
+        and _config(tmp_path, manifest, mode="mask,").mode == "mask"
+    )
+    result = run(multi, tiny(MODEL))
+    assert run_dir(multi, MODEL).name == "truncate-drop+freeze+skip_mlp"
+    assert result.modes == ["drop", "freeze", "skip_mlp"] and result.mode == "drop"
+    assert set(result.by_mode) == set(result.modes)
+    (name,) = result.tasks
+    assert result.by_mode["drop"][name].model_dump() == drop_only.tasks[name].model_dump()
+    rows = _rows(multi)
+    assert all(set(r["by_mode"]) == {"freeze", "skip_mlp"} for r in rows.values())
+    drop_c = result.by_mode["drop"][name].compute
+    for mode in ("freeze", "skip_mlp"):
+        s = result.by_mode[mode][name]
+        assert s.compute["kv_cache_bytes_ratio"] == [1.0] * len(result.cuts)
+        assert all(
+            d <= p <= 1
+            for d, p in zip(drop_c["prefill_flops_ratio"], s.compute["prefill_flops_ratio"], strict=True)
+        )
+        assert s.compute["drop_prefill_flops_ratio"] == drop_c["prefill_flops_ratio"]
+        assert s.kl.mean[-1] == 0.0 and s.budget.criterion == "budget"
+    # the layer contribution of the calibration samples (the first 3 evaluated), one value per block
+    contribution = result.by_mode["freeze"][name].contribution
+    assert contribution is not None and len(contribution.mean) == tiny(MODEL).num_layers
+    assert sum("contribution" in r for r in rows.values()) == 3
+    assert result.summaries("skip_mlp") is result.by_mode["skip_mlp"] and drop_only.summaries("drop")
+
+
+def test_unknown_mode_is_refused_before_loading(tmp_path, manifest):
+    with pytest.raises(ConfigError, match="unknown truncation mode 'frieze'"):
+        run(_config(tmp_path, manifest, mode="drop,frieze"))

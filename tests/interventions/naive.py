@@ -17,6 +17,11 @@ intervention is written in its most literal form, one sample at a time, without 
 - truncation, mask mode: in blocks >= cut, non-image queries lose image keys; drop mode: at block ``cut`` the image
   positions are cut out of the hidden states and of every per-position argument, each kept token keeping its
   original rotary phase and its row and column of the original mask;
+- processing modes (freeze, skip_attn, skip_mlp, no_img2img): every block is written out by hand from its
+  sub-modules (input norm, attention, the Gemma sandwich post-norms, MLP), and the attention and MLP *updates* of
+  image rows are multiplied by 0 in blocks >= cut (freeze: both, so the image state passes unchanged while the
+  next block still reads it for keys and values); no_img2img hides image keys from image queries, the own key
+  kept. Below the cut (or with ``cut = L``) the hand-written block must reproduce the model's block;
 - substitution: the prompt's layer-``l_b`` states are replaced by the hybrid before block ``l_b`` (before the final
   norm for ``l_b = L``), on every recomputation;
 - greedy generation recomputes the whole sequence at every step and takes the argmax with the suppressed ids at
@@ -143,6 +148,28 @@ def head(adapter, hidden: torch.Tensor) -> torch.Tensor:
     return logits.float()
 
 
+PROCESS = ("freeze", "skip_attn", "skip_mlp", "no_img2img")
+
+
+def block_by_hand(layer, hidden, mask, rope, positions, keep_attn, keep_mlp):
+    """One decoder block written out: x + keep_attn * attn-update, then + keep_mlp * MLP-update (keep: (T,))."""
+    sandwich = hasattr(layer, "pre_feedforward_layernorm")
+    attn = layer.self_attn(
+        hidden_states=layer.input_layernorm(hidden),
+        attention_mask=mask,
+        position_embeddings=rope,
+        position_ids=positions,
+    )[0]
+    if sandwich:
+        attn = layer.post_attention_layernorm(attn)
+    hidden = hidden + attn * keep_attn[None, :, None]
+    pre = layer.pre_feedforward_layernorm if sandwich else layer.post_attention_layernorm
+    mlp = layer.mlp(pre(hidden))
+    if sandwich:
+        mlp = layer.post_feedforward_layernorm(mlp)
+    return hidden + mlp * keep_mlp[None, :, None]
+
+
 @dataclass
 class Splice:
     """Replace the prompt's input of block ``layer`` (of the final norm for ``layer = L``) with ``hybrid``."""
@@ -165,8 +192,10 @@ def forward(
     cut: int | None = None,
     mode: str = "mask",
     splice: Splice | None = None,
+    only: int | None = None,
 ) -> Result:
-    """One full pass (no cache) of the naive loop; ``prompt_len`` marks where generated tokens start."""
+    """One full pass (no cache) of the naive loop; ``prompt_len`` marks where generated tokens start; ``only``
+    applies a processing mode in that one block instead of every block from ``cut`` on."""
     ids = tensors["input_ids"]
     batch, T = ids.shape
     prompt_len = T if prompt_len is None else prompt_len
@@ -188,21 +217,33 @@ def forward(
             if splice is not None and j == splice.layer:
                 hidden = torch.cat([splice.hybrid[b : b + 1].to(dtype), hidden[:, prompt_len:]], dim=1)
             allowed = visibility(adapter, j, image[b], valid[b], prompt_len)
-            if cut is not None and j >= cut:
+            above = (cut is not None and j >= cut) if only is None else j == only
+            ones = torch.ones(T, dtype=dtype)
+            keep_attn = keep_mlp = ones
+            if above:
+                img = image[b]
                 if mode == "mask":
-                    allowed = allowed & ~(~image[b][:, None] & image[b][None, :])
-                elif j == cut:
-                    kept = (~image[b]).nonzero().flatten()
+                    allowed = allowed & ~(~img[:, None] & img[None, :])
+                elif mode == "drop" and j == cut:
+                    kept = (~img).nonzero().flatten()
                     hidden = hidden[:, kept]
+                elif mode == "no_img2img":
+                    allowed = allowed & ~(img[:, None] & img[None, :] & ~torch.eye(T, dtype=torch.bool))
+                not_image = (~img).to(dtype)
+                if mode in ("freeze", "skip_attn"):
+                    keep_attn = not_image
+                if mode in ("freeze", "skip_mlp"):
+                    keep_mlp = not_image
             cos, sin = rope[j]
             cos, sin = cos[..., b : b + 1, :, :][..., kept, :], sin[..., b : b + 1, :, :][..., kept, :]
-            out = adapter.layers[j](
-                hidden,
-                attention_mask=additive(allowed[kept][:, kept], dtype),
-                position_embeddings=(cos, sin),
-                position_ids=positions[b : b + 1, kept],
-            )
-            hidden = out[0] if isinstance(out, tuple | list) else out
+            args = (additive(allowed[kept][:, kept], dtype), (cos, sin), positions[b : b + 1, kept])
+            if mode in PROCESS:
+                hidden = block_by_hand(adapter.layers[j], hidden, *args, keep_attn, keep_mlp)
+            else:
+                out = adapter.layers[j](
+                    hidden, attention_mask=args[0], position_embeddings=args[1], position_ids=args[2]
+                )
+                hidden = out[0] if isinstance(out, tuple | list) else out
             full = torch.full((T, hidden.shape[-1]), float("nan"))
             full[kept] = hidden[0].float()
             row_states.append(full)

@@ -14,7 +14,7 @@ from visdepth.errors import ConfigError
 from visdepth.interventions.capture import capture_states
 from visdepth.interventions.substitute import capture_prefill_states, substituted_generate, substituted_logits
 from visdepth.interventions.sweep import sweep_cut_logits
-from visdepth.interventions.truncate import truncated_generate, truncated_logits
+from visdepth.interventions.truncate import MODES, truncated_generate, truncated_logits
 
 NAMES = ["tiny:llava", "tiny:qwen2_5_vl"]
 PROMPTS = ["What is this?", "Name the animal in the picture please."]
@@ -75,7 +75,7 @@ def test_capture_equals_the_unsharded_model(pair, photo, photo2):
     torch.testing.assert_close(b, a, rtol=0, atol=ATOL)
 
 
-@pytest.mark.parametrize("mode", ["mask", "drop"])
+@pytest.mark.parametrize("mode", MODES)
 def test_truncation_equals_the_unsharded_model(pair, mode, photo, photo2):
     plain, sharded = pair
     inputs = _inputs(plain, photo, photo2)

@@ -14,6 +14,7 @@ import torch
 
 from tests.conftest import tiny
 from tests.interventions import naive
+from visdepth.interventions.contribution import layer_contribution
 from visdepth.interventions.substitute import capture_prefill_states, substituted_generate, substituted_logits
 from visdepth.interventions.sweep import sweep_cut_logits
 from visdepth.interventions.truncate import truncated_generate, truncated_logits
@@ -185,3 +186,54 @@ def test_substitution_matches_reference(name, group, photo, photo2):
     tokens, logits = naive.generate(adapter, inputs.tensors, NEW_TOKENS, splice=splice)
     assert torch.equal(cached.tokens, tokens)
     torch.testing.assert_close(cached.logits, logits, **TOL)
+
+
+# ---------------------------------------------------------------------- processing modes (freeze, skip, no_img2img)
+PROCESS = ["freeze", "skip_attn", "skip_mlp", "no_img2img"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_processing_modes_match_reference(name, photo, photo2):
+    """Prefill logits at every valid position under each processing mode equal the hand-written loop's, at one
+    intermediate cut; the hand-written block itself reproduces the model (every block written out, none cut)."""
+    adapter, inputs = case(name, photo, photo2)
+    valid = inputs.attention_mask.bool()
+    full = reference(name, adapter, inputs).logits
+    by_hand = naive.forward(adapter, inputs.tensors, cut=None, mode="freeze").logits
+    torch.testing.assert_close(by_hand[valid], full[valid], **TOL)
+    cut = adapter.num_layers // 2
+    for mode in PROCESS:
+        expected = reference(name, adapter, inputs, cut, mode).logits
+        got = truncated_logits(adapter, inputs, cut, mode)
+        # the mode does something (most at the image positions themselves), so agreement means something
+        assert (expected[valid] - full[valid]).abs().max() > CHANGED, mode
+        torch.testing.assert_close(got[valid], expected[valid], **TOL)
+        last = truncated_logits(adapter, inputs, cut, mode, last_only=True)
+        torch.testing.assert_close(last, expected[:, -1], **TOL)
+
+
+@pytest.mark.parametrize("mode", PROCESS)
+@pytest.mark.parametrize("name", MODELS)
+def test_processing_generation_matches_reference(name, mode, photo, photo2):
+    """5 greedy tokens with the KV cache against the hand-written loop recomputing everything each step."""
+    adapter, inputs = case(name, photo, photo2)
+    cut = 1
+    cached = truncated_generate(adapter, inputs, cut, mode, use_cache=True, **GENERATION)
+    tokens, logits = naive.generate(adapter, inputs.tensors, NEW_TOKENS, cut=cut, mode=mode)
+    assert torch.equal(cached.tokens, tokens)
+    torch.testing.assert_close(cached.logits, logits, **TOL)
+
+
+@pytest.mark.parametrize("name", ["tiny:gemma3", "tiny:qwen2_5_vl", "tiny:paligemma", "visdepth/shapes-vlm"])
+def test_layer_contribution_matches_reference(name, photo, photo2):
+    """ShortV's score: KL of the last-token distribution with one block's image updates removed, per block."""
+    adapter, inputs = case(name, photo, photo2)
+    full = reference(name, adapter, inputs).logits[:, -1].log_softmax(-1)
+    for mode in ("freeze", "skip_mlp"):
+        got = layer_contribution(adapter, inputs, mode)
+        assert got.shape == (2, adapter.num_layers)
+        for layer in (0, adapter.num_layers - 1):
+            cut = naive.forward(adapter, inputs.tensors, mode=mode, only=layer).logits[:, -1].log_softmax(-1)
+            expected = (full.exp() * (full - cut)).sum(-1)
+            torch.testing.assert_close(got[:, layer], expected.clamp(min=0), rtol=1e-4, atol=1e-6)
+        assert (got > 0).any()

@@ -7,6 +7,7 @@ import torch
 
 from tests.conftest import tiny
 from visdepth.errors import InputError
+from visdepth.interventions.modes import PROCESS_MODES
 from visdepth.interventions.sweep import sweep_cut_logits
 from visdepth.interventions.truncate import truncated_logits
 from visdepth.models import tiny_names
@@ -31,6 +32,22 @@ def test_sweep_equals_truncation_at_every_cut(name, photo, photo2):
     assert torch.equal(sweep.shared | sweep.recomputed, valid)
     assert not (sweep.shared & sweep.recomputed).any()
     assert sweep.recomputed[:, -1].all()
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_processing_mode_sweeps_equal_per_cut_runs(name, photo, photo2):
+    """freeze / skip_attn / skip_mlp / no_img2img: the shared-prefix sweep equals one truncated run per cut."""
+    adapter = tiny(name)
+    inputs = adapter.build_inputs([[photo], [photo2]], PROMPTS)
+    L = adapter.num_layers
+    for mode in PROCESS_MODES:
+        sweep = sweep_cut_logits(adapter, inputs, mode=mode)
+        for cut in range(L + 1):
+            expected = truncated_logits(adapter, inputs, cut, mode, last_only=True)
+            torch.testing.assert_close(sweep.scores[cut], expected, rtol=0, atol=1e-5, msg=f"{mode} {cut}")
+        # the image positions are recomputed along with the text that sees them
+        assert torch.equal(sweep.shared | sweep.recomputed, inputs.attention_mask.bool())
+        assert sweep.recomputed[inputs.image_mask].all()
 
 
 @pytest.mark.parametrize("name", ["tiny:llava", "tiny:paligemma"])

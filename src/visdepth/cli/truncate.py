@@ -112,4 +112,58 @@ def _print_summary(result: TruncateResult) -> None:
         )
 
 
-command = experiment_command("truncate", _print_summary)
+def _print_modes(result: TruncateResult) -> None:
+    """Several modes: per task, the shallowest safe cut under each (access: mask/drop; processing: the rest)."""
+    from rich import box
+    from rich.table import Table
+
+    modes = result.mode_list()
+    L = result.num_layers
+    table = Table(
+        title=f"{result.model['name']}: shallowest safe cut per mode (quality >= {result.budget:g} x full), L = {L}",
+        caption="cell: budget cut l_c/L (prefill FLOPs / full there, analytic); mask/drop remove access to image "
+        "tokens above l_c, the others keep them readable but not (fully) updated: a processing mode safe at a "
+        "much shallower cut than drop means the task needs image tokens readable deep, not processed deep",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("task / kind", no_wrap=True)
+    for mode in modes:
+        table.add_column(mode, justify="right")
+    first = result.summaries(modes[0])
+    for name, summary in first.items():
+        labels = [(name, None)] + [(f" {k}", k) for k in summary.kinds]
+        for label, kind in labels:
+            cells = []
+            for mode in modes:
+                task = result.summaries(mode).get(name)
+                pick = None if task is None else task.budget if kind is None else task.kinds[kind].budget
+                cells.append(
+                    "-"
+                    if pick is None or pick.cut is None
+                    else f"{_cut(pick, L)} ({_ratio(pick.prefill_flops_ratio)})"
+                )
+            table.add_row(label, *cells)
+    console.print(table)
+    for mode in modes:
+        timing, task = result.timing_in(mode), None
+        if timing is not None:
+            task = result.summaries(mode).get(timing.task)
+        if timing is None or task is None or task.budget.cut is None:
+            continue
+        j = result.cuts.index(task.budget.cut)
+        console.print(
+            f"measured, {mode}: budget cut {task.budget.cut}: prefill {1000 * timing.prefill_s[j]:.1f} ms "
+            f"(x{timing.prefill_speedup[j]:.2f}; analytic FLOPs {_ratio(task.budget.prefill_flops_ratio)}), decode "
+            f"{1000 * timing.decode_per_token_s[j]:.2f} ms/token",
+            highlight=False,
+        )
+
+
+def _print_all(result: TruncateResult) -> None:
+    _print_summary(result)
+    if len(result.mode_list()) > 1:
+        _print_modes(result)
+
+
+command = experiment_command("truncate", _print_all)

@@ -45,9 +45,10 @@ from visdepth.experiments.truncation.measure import (  # noqa: F401  (names othe
     measure_batch,
 )
 from visdepth.experiments.truncation.picks import PICK_RULE_TEXT, budget_cut, vtw_cut  # noqa: F401
-from visdepth.experiments.truncation.summary import summarise_compute, summarise_task  # noqa: F401
+from visdepth.experiments.truncation.summary import rows_in_mode, summarise_compute, summarise_task  # noqa: F401
 from visdepth.experiments.truncation.timing import TIMING_NEW_TOKENS, measure_timing  # noqa: F401
-from visdepth.interventions.truncate import validate_cut, validate_mode
+from visdepth.interventions.modes import MODE_TEXT, parse_modes
+from visdepth.interventions.truncate import validate_cut
 from visdepth.metrics import output as om
 from visdepth.models import VLMAdapter
 from visdepth.registry import EXPERIMENTS
@@ -70,6 +71,7 @@ FINGERPRINT_KEYS = (
     *common.COMMON_FINGERPRINT_KEYS,
     "cuts",
     "mode",
+    "contribution",
     "max_new_tokens",
     "sentence_model",
 )
@@ -83,7 +85,17 @@ class TruncateConfig(common.ExperimentConfig):
         description="cut depths l_c: 'all' (0..L) or a list such as 0,4,8 (L is added)",
         json_schema_extra={"cli": ["--cut"]},
     )
-    mode: str = Field(default="drop", description="drop (faster) or mask (exact, no speed-up)")
+    mode: str | list[str] = Field(
+        default="drop",
+        description="one or more of drop (faster), mask (exact, no speed-up): no access to image tokens above "
+        "l_c; freeze, skip_attn, skip_mlp, no_img2img: image tokens stay readable but are not (fully) updated; "
+        "comma-separated, e.g. drop,freeze,skip_mlp, all measured in one run",
+    )
+    contribution: bool = Field(
+        default=True,
+        description="ShortV's per-layer contribution on the calibration set: KL of the last-token distribution "
+        "when only layer l's updates at image positions are removed (freeze at layer l alone)",
+    )
     budget: float = Field(
         default=0.95, description="share of the full model's quality a budget cut must keep"
     )
@@ -124,6 +136,21 @@ class TruncateConfig(common.ExperimentConfig):
             raise ValueError("--cut names no depth; write e.g. --cut all or --cut 0,4,8")
         return cuts
 
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode_list(cls, value: Any) -> Any:
+        """``"drop,freeze"`` -> ``["drop", "freeze"]``; one mode stays a plain name (as older runs recorded)."""
+        if isinstance(value, str) and "," in value:
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list | tuple) and len(value) == 1:
+            return str(value[0])
+        return value
+
+    @property
+    def modes(self) -> list[str]:
+        """The modes of this run, checked, in the given order (the first is the run's main mode)."""
+        return parse_modes(self.mode)
+
     @field_validator("sentence_model", mode="before")
     @classmethod
     def _no_encoder(cls, value: Any) -> Any:
@@ -151,7 +178,7 @@ def resolve_cuts(cuts: str | Sequence[int], adapter: VLMAdapter) -> list[int]:
 def validate(config: TruncateConfig) -> None:
     """Check every option that needs no model, so bad input fails before anything is loaded (batch_size,
     timing_repeats and the cut list are checked by their fields when the config is made)."""
-    validate_mode(config.mode)
+    parse_modes(config.mode)
     if not 0 < config.budget <= 1:
         raise ConfigError(f"budget {config.budget} is outside (0, 1]; pass a share such as 0.95.")
     if config.vtw_threshold < 0:
@@ -182,13 +209,23 @@ def choices(
         "cuts": "all 0..L" if isinstance(config.cuts, str) else "the given depths plus L (the reference)",
         "mode": {
             "name": config.mode,
-            "semantics": "drop: at block l_c the image positions leave the hidden states, positions (original "
-            "ids kept), mask and KV cache, so blocks above are cheaper; mask: blocks >= l_c forbid text queries "
-            "to attend image keys, everything is still computed (exact, saves nothing). Both give the same "
-            "outputs; the mode matters for generated kinds (greedy decoding per cut) and for measured cost.",
+            "modes": config.modes,
+            "semantics": {m: MODE_TEXT[m] for m in config.modes},
+            "access_vs_processing": "mask and drop remove access to image tokens above l_c (they give the same "
+            "outputs); freeze, skip_attn, skip_mlp and no_img2img keep them readable (keys and values) but stop "
+            "or limit their updates there; comparing the shallowest safe cut per mode separates whether a task "
+            "needs image tokens processed deep or only readable deep",
+            "no_img2img_diagonal": "an image query keeps its own key (no row is ever empty)",
+            "rows": "the first mode's readings sit at the top of each row (as in single-mode runs), the others "
+            "under by_mode; results.json has the first mode's summaries under tasks and every mode's under by_mode",
             "sweep": "single-token and multiple-choice kinds and every KL come from the shared-prefix sweep "
-            "(visdepth.interventions.sweep), exact for both modes, so they do not depend on the mode",
+            "(visdepth.interventions.sweep), exact for every mode (mask and drop share one sweep)",
         },
+        "contribution": "ShortV's layer contribution: per layer l, KL(full || model with layer l's attention and "
+        "MLP updates removed at image positions, freeze at l alone) of the last-token distribution, mean over the "
+        "calibration samples; plotted against l / L (l = 0..L-1, block index)"
+        if config.contribution
+        else None,
         "prompts": {name: task.describe() for name, task in tasks.items()},
         "chat_template": config.chat,
         "scoring": {
@@ -233,6 +270,14 @@ def choices(
             "mask_mode": "mask mode computes every image position in every block: its cost (compute, the "
             "*_ratio fields and the depth picks' ratios) is the full model's at every cut, ratio 1, nothing "
             "saved; the drop_* fields give what drop mode computes (in a mask run: what drop would save)",
+            "processing_modes": "freeze saves the image tokens' query and output projections, attention rows "
+            "and MLP above l_c but not their key/value projections or cache; skip_attn the first three; "
+            "skip_mlp the MLP; no_img2img the image-to-image attention pairs; decode FLOPs and KV bytes are the "
+            "full model's (visdepth.compute.flops). visdepth runs freeze packed like drop (text queries only above "
+            "l_c; the image tokens' queries are still projected, by the attention call that yields their keys), so "
+            "its measured prefill falls; skip_attn, skip_mlp and no_img2img run exactly with hooks that compute "
+            "everything, so their measured latency is the full model's and the analytic figure is what a skipping "
+            "kernel would save",
             "measured": "medians over repeats on the first batch of the first task (prefill: one forward pass; "
             f"decode per token: (t({TIMING_NEW_TOKENS} tokens) - t(1 token)) / {TIMING_NEW_TOKENS - 1}; peak "
             "memory of the longer generation) in the chosen mode; drop mode is where latency drops"
@@ -253,8 +298,8 @@ class Truncate(Experiment):
     quick = {"limit": 200, "timing_repeats": 2}
 
     def folder(self, config: TruncateConfig) -> str:
-        """One folder per mode, so drop and mask runs of the same model sit side by side."""
-        return f"truncate-{config.mode}"
+        """One folder per mode (or set of modes), so drop and mask runs of the same model sit side by side."""
+        return "truncate-" + "+".join(config.modes)
 
     def validate(self, config: TruncateConfig) -> None:
         validate(config)
@@ -270,8 +315,10 @@ class Truncate(Experiment):
         calibration: dict[str, dict[str, Any]] = {}
         items: list[Item] = []
         for name, task in tasks.items():
-            items += _items(name, task, samples[name], "eval")
             extra, calibration[name] = calibration_samples(task, samples[name], config.calibration)
+            # calibration from the evaluated samples: their rows carry the layer contribution too
+            calibrating = {s.id for s in samples[name][: calibration[name]["n"]]} if extra is None else None
+            items += _items(name, task, samples[name], "eval", calibrating)
             if extra is not None:
                 items += _items(name, task, extra, "calibration")
         return Plan(
@@ -301,16 +348,29 @@ class Truncate(Experiment):
         first = next(iter(st["tasks"]))
         subset = st["samples"][first][: config.batch_size]
         inputs = st["ctx"].build(st["tasks"][first], subset)
-        timing = measure_timing(
-            plan.adapter, inputs, st["ctx"].cuts, config.mode, config.timing_repeats, progress=config.progress
-        )
-        return {"timing": TimingSummary(task=first, samples=[s.id for s in subset], **timing)}
+        by_mode = {
+            mode: TimingSummary(
+                task=first,
+                samples=[s.id for s in subset],
+                **measure_timing(
+                    plan.adapter,
+                    inputs,
+                    st["ctx"].cuts,
+                    mode,
+                    config.timing_repeats,
+                    progress=config.progress,
+                ),
+            )
+            for mode in config.modes
+        }
+        return {"timing": by_mode[config.modes[0]], "timing_by_mode": by_mode}
 
     def summarise(self, plan: Plan, rows: list[dict[str, Any]], extras: dict[str, Any]) -> dict[str, Any]:
         config, st = plan.config, plan.state
         cuts, calibration = st["ctx"].cuts, st["calibration"]
+        modes = config.modes
         by_id = {r["id"]: r for r in rows}
-        summaries: dict[str, TaskSummary] = {}
+        by_mode: dict[str, dict[str, TaskSummary]] = {mode: {} for mode in modes}
         for name, task in st["tasks"].items():
             task_rows = [by_id[f"{name}/{s.id}"] for s in st["samples"][name]]
             if calibration[name]["source"] == "train split":
@@ -318,20 +378,31 @@ class Truncate(Experiment):
             else:
                 cal_rows = task_rows[: calibration[name]["n"]]
             calibration[name]["samples"] = [r["sample"] for r in cal_rows]
-            summaries[name] = summarise_task(
-                task, st["samples"][name], task_rows, cal_rows, calibration[name], config, cuts
-            )
+            for mode in modes:
+                by_mode[mode][name] = summarise_task(
+                    task,
+                    st["samples"][name],
+                    rows_in_mode(task_rows, mode, modes),
+                    rows_in_mode(cal_rows, mode, modes),
+                    calibration[name],
+                    config,
+                    cuts,
+                    mode,
+                )
         L = plan.adapter.num_layers
         return {
             "num_layers": L,
             "cuts": cuts,
             "depth": [c / L for c in cuts],
-            "mode": config.mode,
+            "mode": modes[0],
+            "modes": modes,
             "budget": config.budget,
             "vtw_threshold": config.vtw_threshold,
             "pick_rule": config.pick_rule,
-            "tasks": summaries,
+            "tasks": by_mode[modes[0]],
+            "by_mode": by_mode if len(modes) > 1 else {},
             "timing": extras.get("timing"),
+            "timing_by_mode": extras.get("timing_by_mode", {}) if len(modes) > 1 else {},
         }
 
     def choices(self, plan: Plan) -> dict[str, Any]:

@@ -8,9 +8,16 @@ layer-major: block ``j`` serves every cut ``c <= j`` in one batch, its queries b
 and its keys the shared positions' cached keys of that block plus the cut's own tokens. Image keys are simply
 absent, which is exactly what truncation (mask or drop mode) computes.
 
+The processing modes (freeze, skip_attn, skip_mlp, no_img2img) keep the image positions, which above the cut
+change too, so each cut recomputes the image positions as well as the text that sees them; the shared prefix is
+the same (text that never sees an image, and every block below the cut, computed once). Per mode, block ``j``'s
+batch of cuts gets that mode's edit at image rows: freeze restores each cut's own frozen state after the block,
+the skip modes zero the attention or MLP update (hooks on the sub-layer), no_img2img edits the mask.
+
 Cost: one forward pass plus ``|recomputed| * L(L+1)/2`` token-blocks, against ``T * L`` for the pass itself, so
 the overhead ratio is about ``|recomputed| (L+1) / (2T)`` (small when image tokens dominate the prompt). The
-naive alternative re-runs the model once per cut.
+naive alternative re-runs the model once per cut. For the processing modes the recomputed set holds the image
+tokens too, so the sweep costs about half the per-cut runs (each cut skips the blocks below it).
 """
 
 from __future__ import annotations
@@ -42,6 +49,13 @@ from visdepth.interventions.hooks import (
     repeat_batch,
     visible,
     with_block_cache,
+)
+from visdepth.interventions.modes import (
+    PROCESS_MODES,
+    no_img2img_mask,
+    skipped_module,
+    validate_mode,
+    zero_rows_hook,
 )
 from visdepth.models.base import ModelInputs, VLMAdapter
 
@@ -105,12 +119,15 @@ def sweep_cut_logits(
     inputs: ModelInputs,
     token_ids: torch.Tensor | list[int] | None = None,
     log_probs: bool = False,
+    mode: str = "drop",
 ) -> CutSweep:
     """Last-position logits (or log-probs) of the prompt for every cut depth 0..L, exact and shared-prefix fast.
 
     Equal (to float tolerance) to ``truncated_logits(adapter, inputs, c, mode, last_only=True)`` for every ``c``
-    and either mode. ``token_ids`` (k,) or (batch, k) keeps only those vocabulary columns.
+    (mask and drop give the same sweep). ``token_ids`` (k,) or (batch, k) keeps only those vocabulary columns.
     """
+    mode = validate_mode(mode)
+    process = mode in PROCESS_MODES
     L = adapter.num_layers
     layers = adapter.layers
     device = adapter.device
@@ -120,7 +137,8 @@ def sweep_cut_logits(
     if bool(image[:, -1].any()):
         i = int(image[:, -1].nonzero()[0])
         raise InputError(f"sample {i} ends with an image token; a cut sweep needs text after the image.")
-    candidate_idx = left_packed(valid & ~image)
+    # positions any cut may recompute: the non-image ones (access modes), every valid one (processing modes)
+    candidate_idx = left_packed(valid if process else valid & ~image)
 
     # ---- one unmodified pass, keeping each block's arguments, the non-image states and the KV cache
     block_kwargs: list[dict] = [{} for _ in range(L)]
@@ -151,7 +169,11 @@ def sweep_cut_logits(
         if id(mask) not in materialised:
             materialised[id(mask)] = materialise_mask(mask, batch, T, T, device)
     shared, recomputed = shared_positions(list(materialised.values()), image, valid)
+    if process:
+        recomputed = valid & ~shared  # the image positions change above the cut too
     shared_idx, recomputed_idx = left_packed(shared), left_packed(recomputed)
+    # image flags of the recomputed slots (filler slots: not images)
+    rec_image = gather_positions(image, recomputed_idx, axis=1) & (recomputed_idx >= 0)
     n_rec = recomputed_idx.shape[1]
     rec_cols = _column_of(candidate_idx, recomputed_idx, T)
     last_recomputed = recomputed[:, -1]
@@ -165,18 +187,26 @@ def sweep_cut_logits(
             sliced[key] = make(value)
         return sliced[key]
 
+    def mask_for(m: torch.Tensor | None) -> torch.Tensor:
+        sliced_mask = gather_mask(materialised[id(m)], recomputed_idx, key_idx)
+        if mode != "no_img2img":
+            return sliced_mask
+        key_image = torch.cat([torch.zeros_like(shared_idx, dtype=torch.bool), rec_image], dim=1)
+        return no_img2img_mask(sliced_mask, rec_image, key_image, recomputed_idx, key_idx)
+
     # ---- layer-major over cuts: block j runs every cut c <= j in one batch
     states = candidate_states[0].new_empty((0, batch, n_rec, candidate_states[0].shape[-1]))
+    frozen = states  # freeze: each cut's block-c input at the recomputed slots
     for j in range(L):
         joining = gather_states(candidate_states[j], rec_cols)
         states = torch.cat([states, joining[None]])
+        if mode == "freeze":
+            frozen = torch.cat([frozen, joining[None]])
         n = j + 1
         if n_rec == 0:
             continue
         kw = dict(block_kwargs[j])
-        mask = once(
-            "mask", kw.get(MASK_KEY), lambda m: gather_mask(materialised[id(m)], recomputed_idx, key_idx)
-        )
+        mask = once("mask", kw.get(MASK_KEY), mask_for)
         kw[MASK_KEY] = repeat_batch(mask, n, axis=0)
         if kw.get(ROPE_KEY) is not None:
             rope = once("rope", kw[ROPE_KEY], lambda r: gather_rope(r, recomputed_idx))
@@ -191,8 +221,20 @@ def sweep_cut_logits(
             adapter, j, kw, PrefixKV(j, repeat_batch(shared_k, n, 0), repeat_batch(shared_v, n, 0))
         )
         kw.pop("hidden_states", None)
-        out = layers[j](states.reshape(n * batch, n_rec, -1), **kw)
+        rows = repeat_batch(rec_image, n, axis=0)
+        handle = None
+        if mode in ("skip_attn", "skip_mlp"):
+            handle = skipped_module(adapter, j, mode).register_forward_hook(
+                zero_rows_hook(lambda _out, rows=rows: rows)
+            )
+        try:
+            out = layers[j](states.reshape(n * batch, n_rec, -1), **kw)
+        finally:
+            if handle is not None:
+                handle.remove()
         states = block_output(out).reshape(n, batch, n_rec, -1)
+        if mode == "freeze":
+            states = torch.where(rec_image[None, :, :, None], frozen, states)
 
     full_last = last_state[0]
     if n_rec:

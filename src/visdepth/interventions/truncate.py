@@ -1,4 +1,5 @@
-"""Depth-wise visual truncation (RQ3): image tokens live in the first ``cut`` decoder blocks only.
+"""Depth-wise visual truncation (RQ3): image tokens live in the first ``cut`` decoder blocks only, or (the
+processing modes of :mod:`visdepth.interventions.modes`) stay readable there but are no longer updated.
 
 Blocks ``cut..L-1``, the final norm and head, and every generated token cannot see image positions. Two exact
 mechanics, which agree to float tolerance:
@@ -12,7 +13,15 @@ mechanics, which agree to float tolerance:
   slots that no query sees. The final hidden states are scattered back to the original positions (NaN where a
   position was dropped), so logits line up with the input ids and ``generate`` reads the last position as usual.
 
-Both work through forward pre-hooks, so ``model(...)`` and ``model.generate(...)`` (greedy, sampling, beams; with
+The processing modes keep the image positions readable. ``freeze`` runs like ``drop`` for the queries (blocks
+>= cut only process the text positions, so the saving is real), but each such block first computes the image
+positions' keys and values from their frozen block-``cut`` input (its own input norm, projections, rotary phase
+and q/k norms: the block's attention module is called on them and stopped at its cache write), which sit in
+front of the text keys (in the cache as well); the final states of image positions are their frozen states. The
+skip modes zero the attention or MLP update at image positions (forward hooks on the sub-layer that adds to the
+residual stream); ``no_img2img`` edits the mask like ``mask`` does, for image queries on other image keys.
+
+All work through forward hooks, so ``model(...)`` and ``model.generate(...)`` (greedy, sampling, beams; with
 or without KV cache) run unchanged inside :func:`truncate_visual_depth`. With a cache, the decoder's cache is a
 :class:`~visdepth.interventions.hooks.TruncationCache` (swapped in for an empty one), which reports the full
 sequence length: transformers derives decoding positions and masks (Qwen: with the prefill's ``rope_deltas``) in
@@ -25,7 +34,7 @@ from __future__ import annotations
 import inspect
 import operator
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Literal
 
 import torch
@@ -36,6 +45,7 @@ from visdepth.interventions.hooks import (
     POSITION_KEY,
     ROPE_KEY,
     Generation,
+    PrefixKV,
     TruncationCache,
     block_cache,
     block_hidden,
@@ -48,13 +58,43 @@ from visdepth.interventions.hooks import (
     materialise_mask,
     prefill_kwargs,
     register_block_pre_hooks,
+    with_block_cache,
     with_block_hidden,
 )
-from visdepth.models.base import ModelInputs, VLMAdapter
+from visdepth.interventions.modes import (  # noqa: F401  (MODES and validate_mode: names read from here)
+    MODES,
+    no_img2img_mask,
+    skipped_module,
+    validate_mode,
+    zero_rows_hook,
+)
+from visdepth.models.base import ModelInputs, VLMAdapter, module_device
 from visdepth.models.compat import get_cache, with_cache
 
-Mode = Literal["mask", "drop"]
-MODES: tuple[str, ...] = ("mask", "drop")
+#: modes whose blocks above the cut hold only the text positions as queries (their KV cache has its own order)
+PACKED_MODES = ("drop", "freeze")
+
+
+class _Captured(Exception):
+    """Raised by :class:`_CaptureKV` once an attention module has written its keys and values."""
+
+
+class _CaptureKV:
+    """A cache stand-in that keeps the keys and values an attention module writes, then stops the module."""
+
+    def __init__(self, layer_idx: int):
+        self.layer_idx = layer_idx
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kw: Any
+    ):
+        self.keys, self.values = key_states, value_states
+        raise _Captured
+
+
+Mode = Literal["mask", "drop", "freeze", "skip_attn", "skip_mlp", "no_img2img"]
 
 
 def validate_cut(adapter: VLMAdapter, cut: int) -> int:
@@ -71,14 +111,6 @@ def validate_cut(adapter: VLMAdapter, cut: int) -> int:
     if cut < 0:
         raise ConfigError(f"cut depth {cut} is negative; use 0..{L} (0 removes the image from every layer).")
     return cut
-
-
-def validate_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ConfigError(
-            f"unknown truncation mode {mode!r}; use 'mask' (exact, no speed-up) or 'drop' (faster)."
-        )
-    return mode
 
 
 class Truncation:
@@ -102,6 +134,8 @@ class Truncation:
         self.image_q: torch.Tensor | None = None  # image flags of this pass's queries
         self.image_k: torch.Tensor | None = None  # image flags of every key position (original coordinates)
         self.src: torch.Tensor | None = None  # kept query positions after the cut (drop, fresh pass)
+        self.img: torch.Tensor | None = None  # image positions, packed (freeze, fresh pass)
+        self.frozen_img: torch.Tensor | None = None  # their frozen states (freeze)
         self.dropped = False
         self.memo: dict[tuple[str, int], Any] = {}
 
@@ -138,24 +172,28 @@ class Truncation:
         self.image_k = self.image_flags(self.past_len + q, batch)
         self.image_q = self.image_k[:, self.past_len :]
         self.block_lengths = {}
-        if self.mode != "drop":
+        if self.mode not in PACKED_MODES:
             return
         if self.fresh:
             last_is_image = self.image_q[:, -1]
             if bool(last_is_image.any()):
                 i = int(last_is_image.nonzero()[0])
                 raise InputError(
-                    f"sample {i} ends with an image token; drop mode needs the prompt to end with text after the "
-                    "image (add the question or the template's assistant turn)."
+                    f"sample {i} ends with an image token; {self.mode} mode needs the prompt to end with text "
+                    "after the image (add the question or the template's assistant turn)."
                 )
             self.src = left_packed(~self.image_q)
             self.dropped = True
-            self.key_index = self.src if past is not None else None
+            keys = self.src
+            if self.mode == "freeze":
+                self.img = left_packed(self.image_q)
+                keys = torch.cat([self.img, self.src], dim=1)  # image keys first, in cache order
+            self.key_index = keys if past is not None else None
         else:
             if bool(self.image_q.any()):
                 raise InputError(
-                    "new image tokens arrived after the prefill; drop mode supports images in the first forward "
-                    "pass only."
+                    f"new image tokens arrived after the prefill; {self.mode} mode supports images in the first "
+                    "forward pass only."
                 )
             if self.key_index is None or self.key_index.shape[0] != batch:
                 raise ConfigError(
@@ -183,6 +221,15 @@ class Truncation:
         kwargs = dict(kwargs)
         if self.mode == "mask":
             kwargs[MASK_KEY] = self._memo("mask", kwargs.get(MASK_KEY), lambda m: self._masked(m, hidden))
+        elif self.mode == "no_img2img":
+            if bool(self.image_q.any()):
+                kwargs[MASK_KEY] = self._memo(
+                    "mask", kwargs.get(MASK_KEY), lambda m: self._no_img2img(m, hidden)
+                )
+        elif self.mode not in PACKED_MODES:  # the skip modes act on the block's sub-layers
+            pass
+        elif self.fresh and self.mode == "freeze":
+            hidden, kwargs = self._freeze_fresh(j, hidden, kwargs)
         elif self.fresh:
             hidden, kwargs = self._drop_fresh(j, hidden, kwargs)
         else:
@@ -197,6 +244,69 @@ class Truncation:
         block = ((~self.image_q)[:, None, :, None] & self.image_k[:, None, None, :]).to(full.device)
         blocked = False if full.dtype == torch.bool else torch.finfo(full.dtype).min
         return full.masked_fill(block, blocked)
+
+    def _no_img2img(self, mask: torch.Tensor | None, hidden: torch.Tensor) -> torch.Tensor:
+        batch, q = hidden.shape[:2]
+        full = materialise_mask(mask, batch, q, self.past_len + q, hidden.device)
+        keys = torch.arange(self.past_len + q, device=hidden.device).expand(batch, -1)
+        return no_img2img_mask(full, self.image_q, self.image_k, keys[:, self.past_len :], keys)
+
+    def _freeze_fresh(self, j: int, hidden: torch.Tensor, kwargs: dict) -> tuple[torch.Tensor, dict]:
+        """Block j >= cut under freeze: text queries only; image keys and values from the frozen states."""
+        src, img = self.src, self.img
+        assert src is not None and img is not None
+        batch, q = self.image_q.shape
+        if j == self.cut:
+            self.frozen_img = gather_states(hidden, img)
+            hidden = gather_states(hidden, src)
+        keys = torch.cat([img, src], dim=1)
+
+        def mask_of(mask: torch.Tensor | None) -> torch.Tensor:
+            return gather_mask(materialise_mask(mask, batch, q, q, hidden.device), src, keys)
+
+        kwargs[MASK_KEY] = self._memo("mask", kwargs.get(MASK_KEY), mask_of)
+        rope = kwargs.get(ROPE_KEY)
+        img_rope = None
+        if rope is not None:
+            kwargs[ROPE_KEY] = self._memo("rope", rope, lambda r: gather_rope(r, src))
+            img_rope = self._memo("img_rope", rope, lambda r: gather_rope(r, img))
+        pos = kwargs.get(POSITION_KEY)
+        img_pos = None
+        if pos is not None:
+            kwargs[POSITION_KEY] = self._memo("pos", pos, lambda p: gather_position_ids(p, src))
+            img_pos = self._memo("img_pos", pos, lambda p: gather_position_ids(p, img))
+        k_img, v_img = self._image_kv(j, img_rope, img_pos)
+        past = block_cache(self.adapter, j, kwargs)
+        if isinstance(past, TruncationCache):
+            past.update(k_img, v_img, j)  # the block appends the text keys behind them
+            past.hidden_positions[j] = q - keys.shape[1]
+        else:
+            kwargs = with_block_cache(self.adapter, j, kwargs, PrefixKV(j, k_img, v_img))
+        return hidden, kwargs
+
+    def _image_kv(self, j: int, rope: Any, positions: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block j's keys and values of the frozen image states: its attention module, stopped at the cache."""
+        layer = self.adapter.layers[j]
+        attn = layer.self_attn
+        capture = _CaptureKV(j)
+        kw = {
+            # the frozen states were made at block cut, which may sit on another device than block j
+            "hidden_states": layer.input_layernorm(self.frozen_img.to(module_device(layer.input_layernorm))),
+            "attention_mask": None,
+            "position_embeddings": rope,
+            "position_ids": positions,
+        }
+        with suppress(_Captured):
+            attn(**with_cache(attn, kw, capture))
+        if capture.keys is None or capture.values is None:  # pragma: no cover - an attention without a cache
+            raise RuntimeError(
+                f"block {j}'s attention never wrote its cache; freeze mode cannot get its keys"
+            )
+        return capture.keys, capture.values
+
+    def image_rows(self, _out: torch.Tensor) -> torch.Tensor | None:
+        """This pass's image queries (None in a decoding step, which holds none)."""
+        return self.image_q if bool(self.image_q.any()) else None
 
     def _drop_fresh(self, j: int, hidden: torch.Tensor, kwargs: dict) -> tuple[torch.Tensor, dict]:
         src = self.src
@@ -245,17 +355,26 @@ class Truncation:
         kwargs[MASK_KEY] = self._memo("mask", kwargs.get(MASK_KEY), mask_of)
         return kwargs
 
-    def norm_hook(self, _module: Any, _args: tuple, output: Any) -> Any:
-        """Scatter the final states back to original positions (NaN where dropped) after a dropping pass."""
+    def norm_hook(self, module: Any, _args: tuple, output: Any) -> Any:
+        """Scatter the final states back to original positions after a packed pass: NaN where dropped, the normed
+        frozen state at image positions under freeze."""
         if not self.dropped or not isinstance(output, torch.Tensor):
             return output
         src = self.src
         assert src is not None
         batch, q = self.image_q.shape
         full = output.new_full((batch, q + 1, output.shape[-1]), float("nan"))
-        # filler slots write into a spare column that is cut off afterwards
-        index = torch.where(src < 0, q, src).to(output.device)  # the norm may sit on another device
-        full.scatter_(1, index[..., None].expand(-1, -1, output.shape[-1]), output)
+
+        def scatter(index: torch.Tensor, values: torch.Tensor) -> None:
+            # filler slots write into a spare column that is cut off afterwards; the norm may sit on another
+            # device than the blocks that made the indices
+            index = torch.where(index < 0, q, index).to(values.device)
+            full.scatter_(1, index[..., None].expand(-1, -1, values.shape[-1]), values)
+
+        if self.mode == "freeze" and self.img is not None and self.frozen_img is not None:
+            # forward: not this hook again
+            scatter(self.img, module.forward(self.frozen_img.to(output.device)))
+        scatter(src, output)
         return full[:, :q]
 
     def model_pre_hook(self, _module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
@@ -299,7 +418,9 @@ def truncate_visual_depth(
     adapter: VLMAdapter, inputs: ModelInputs, cut: int, mode: Mode | str = "drop"
 ) -> Iterator[Truncation]:
     """Within the block, forward passes of ``adapter.model`` on ``inputs`` (and their generation) keep image
-    tokens for the first ``cut`` decoder blocks only. ``cut = L`` is the unmodified model (no hook is installed)."""
+    tokens for the first ``cut`` decoder blocks only (``mask``, ``drop``), or keep them readable there without
+    updating them (``freeze``, ``skip_attn``, ``skip_mlp``, ``no_img2img``; see :mod:`visdepth.interventions.modes`).
+    ``cut = L`` is the unmodified model (no hook is installed)."""
     cut = validate_cut(adapter, cut)
     mode = validate_mode(mode)
     state = Truncation(adapter, inputs, cut, mode)
@@ -308,8 +429,14 @@ def truncate_visual_depth(
         return
     handles = register_block_pre_hooks(adapter, state.block_hook, range(adapter.num_layers))
     handles.append(adapter.base_model.register_forward_pre_hook(state.model_pre_hook, with_kwargs=True))
-    if mode == "drop":
+    if mode in PACKED_MODES:
         handles.append(adapter.norm.register_forward_hook(state.norm_hook))
+    elif mode in ("skip_attn", "skip_mlp"):
+        hook = zero_rows_hook(state.image_rows)
+        handles += [
+            skipped_module(adapter, j, mode).register_forward_hook(hook)
+            for j in range(cut, adapter.num_layers)
+        ]
     try:
         yield state
     finally:

@@ -662,6 +662,55 @@ def _saved(pick: Any) -> float | None:
     return None if ratio is None else 1 - ratio
 
 
+def rq3_modes_table(r: TruncateResult) -> dict[str, Any]:
+    """Per task (and kind), the shallowest safe cut under each mode of the run, with its prefill FLOP ratio."""
+    modes = r.mode_list()
+    rows = []
+    for name, task in r.summaries(modes[0]).items():
+        for label, kind in [(name, None)] + [(f"  {k}", k) for k in task.kinds]:
+            cells = [label]
+            for mode in modes:
+                t = r.summaries(mode).get(name)
+                pick = None if t is None else t.budget if kind is None else t.kinds[kind].budget
+                cells.append(
+                    "–"
+                    if pick is None or pick.cut is None
+                    else f"{depth_text(pick.depth, pick.cut)} · FLOPs {fmt(pick.prefill_flops_ratio)}"
+                )
+            rows.append(cells)
+    return _table(
+        f"Processing or access: the shallowest safe cut per mode ({r.budget:.0%} of the full model's quality kept)",
+        ["task / kind", *modes],
+        rows,
+        note="mask/drop: no access to image tokens above l_c; freeze: readable (keys and values) but not updated; "
+        "skip_attn / skip_mlp: one sub-layer's update removed; no_img2img: no image-to-image attention. FLOPs: "
+        f"that mode's analytic prefill FLOPs / full at the cut. Pick rule '{r.pick_rule}'.",
+    )
+
+
+def rq3_modes_readings(r: TruncateResult) -> list[str]:
+    """One sentence per task: how much shallower the processing modes are safe than removing access (drop)."""
+    modes = r.mode_list()
+    access = next((m for m in ("drop", "mask") if m in modes), None)
+    out = []
+    for name in r.summaries(modes[0]):
+        cuts = {m: r.summaries(m)[name].budget.cut for m in modes if name in r.summaries(m)}
+        parts = [f"{m} {'–' if c is None else f'{c}/{r.num_layers}'}" for m, c in cuts.items()]
+        text = f"Task {name}: shallowest safe cut per mode: " + ", ".join(parts) + "."
+        if access is not None and cuts.get(access) is not None:
+            shallower = [
+                m for m, c in cuts.items() if m not in ("drop", "mask") and c is not None and c < cuts[access]
+            ]
+            text += (
+                f" Under {', '.join(shallower)} the image tokens may stop being updated earlier than they may stop "
+                f"being read ({access}): deep layers need them readable more than processed."
+                if shallower
+                else f" No processing mode is safe shallower than {access}."
+            )
+        out.append(text)
+    return out
+
+
 def rq3_section(exp: Experiment) -> tuple[Section, Verdict]:
     from visdepth.report.truncate import plot_truncate
 
@@ -676,8 +725,17 @@ def rq3_section(exp: Experiment) -> tuple[Section, Verdict]:
             "figure_frontier": "Task quality against the analytic prefill FLOPs (drop mode), points labelled by "
             "their cut; filled points are Pareto-optimal.",
             "figure_kl": "KL(full ‖ cut) of the first next-token distribution, with VTW's threshold.",
+            "figure_modes": "Every mode of the run side by side: task quality against visual depth (rings: each "
+            "mode's safe cut) and against the mode's own analytic prefill FLOPs. mask/drop remove access to the "
+            "image tokens above l_c; freeze, skip_attn, skip_mlp and no_img2img keep them readable there.",
+            "figure_contribution": "ShortV's layer contribution: KL(full ‖ block l's updates at image positions "
+            "removed) of the last-token distribution, mean over the calibration samples (IQR shaded), against "
+            "l / L.",
         },
     )
+    if len(r.mode_list()) > 1:
+        sec.tables.append(rq3_modes_table(r))
+        sec.readings += rq3_modes_readings(r)
     losses: dict[str, list[float]] = {}
     for name, task in r.tasks.items():
         rows = []

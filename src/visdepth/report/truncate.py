@@ -3,7 +3,9 @@
 Per task: quality per kind against normalised depth (dashed: budget x the full model's quality); the
 quality-versus-compute frontier (against the analytic prefill FLOP ratio, and against measured prefill latency
 for the timed task), each point labelled with its cut and the Pareto-optimal ones filled; the KL of the first
-next-token distribution against depth with VTW's threshold.
+next-token distribution against depth with VTW's threshold. A run of several modes adds, per task, the modes side
+by side (quality against depth, and against each mode's analytic prefill FLOPs, one line per mode, rings at each
+mode's budget cut); a run with ShortV's layer contribution adds its per-block score against l / L.
 """
 
 from __future__ import annotations
@@ -33,6 +35,22 @@ KIND_COLOURS = {
     "open": "#7a7a7a",
 }
 TASK_COLOUR = "#222222"
+MODE_COLOURS = {
+    "drop": "#222222",
+    "mask": "#7a7a7a",
+    "freeze": "#00798c",
+    "skip_attn": "#edae49",
+    "skip_mlp": "#d1495b",
+    "no_img2img": "#8e6c8a",
+}
+MODE_STYLES = {
+    "drop": "-",
+    "mask": ":",
+    "freeze": "-",
+    "skip_attn": "--",
+    "skip_mlp": "-.",
+    "no_img2img": "--",
+}
 
 
 def _arr(values: Sequence[float | None]) -> np.ndarray:
@@ -58,9 +76,9 @@ def pareto(cost: Sequence[float], quality: Sequence[float | None]) -> list[bool]
     return out
 
 
-def _title(result: TruncateResult, task: str, what: str) -> str:
-    return (
-        f"{model_label(result.model)} · {shorten(task)} · {what}\nL = {result.num_layers}, {result.mode} mode"
+def _title(result: TruncateResult, task: str, what: str, modes: str | None = None) -> str:
+    return f"{model_label(result.model)} · {shorten(task)} · {what}\nL = {result.num_layers}, " + (
+        modes or f"{result.mode} mode"
     )
 
 
@@ -215,12 +233,101 @@ def plot_kl(result: TruncateResult, name: str, summary: TaskSummary, path: Path)
     return path
 
 
+def plot_modes(result: TruncateResult, name: str, path: Path) -> Path:
+    """Every mode of the run side by side: task quality against depth (rings: each mode's budget cut), against
+    the mode's own analytic prefill FLOP ratio, and (the timed task) against measured prefill latency."""
+    depth = np.array(result.depth)
+    timed = [m for m in result.mode_list() if (t := result.timing_in(m)) is not None and t.task == name]
+    fig, axes = plt.subplots(1, 3 if timed else 2, figsize=(17 if timed else 11.5, 4.4), dpi=150)
+    ax, ax2 = axes[0], axes[1]
+    full = None
+    for mode in result.mode_list():
+        summary = result.summaries(mode).get(name)
+        if summary is None:
+            continue
+        colour, style = MODE_COLOURS.get(mode, TASK_COLOUR), MODE_STYLES.get(mode, "-")
+        q = _arr(summary.quality)
+        full = q[-1]
+        ax.plot(depth, q, color=colour, ls=style, lw=2, marker="o", ms=3, label=mode)
+        b = summary.budget
+        if b.depth is not None and b.quality is not None:
+            ax.plot(b.depth, b.quality, "o", ms=11, mfc="none", mec=colour, mew=1.8)
+        cost = _compute(summary.compute, "prefill_flops_ratio")
+        ax2.plot(cost, q, color=colour, ls=style, lw=1.6, marker="o", ms=3, label=mode)
+        timing = result.timing_in(mode)
+        if mode in timed and timing is not None:
+            axes[2].plot([1000 * t for t in timing.prefill_s], q, color=colour, ls=style, lw=1.6, marker="o",
+                         ms=3, label=mode)  # fmt: skip
+    if timed:
+        t0 = result.timing_in(timed[0])
+        assert t0 is not None
+        axes[2].set_xlabel(
+            f"measured prefill latency (ms, median of {t0.repeats}, batch of {len(t0.samples)})"
+        )
+        axes[2].set_ylabel("task quality")
+        axes[2].grid(alpha=0.3)
+        _legend_below(axes[2])
+        axes[2].set_title(
+            _title(result, name, "modes: quality vs measured latency", "modes side by side"), fontsize=9
+        )
+    if full is not None and not np.isnan(full):
+        for a in axes:
+            a.axhline(result.budget * full, color="#888888", ls="--", lw=1, label=f"{result.budget:g} x full")
+    _depth_axis(ax)
+    ax.set_ylabel("task quality (mean of kinds' main scores)")
+    ax.plot([], [], "o", ms=9, mfc="none", mec="#888888", label="budget cut")
+    _legend_below(ax)
+    ax.set_title(_title(result, name, "modes: quality vs visual depth", "modes side by side"), fontsize=9)
+    ax2.set_xlabel("prefill FLOPs / full model's (analytic, each mode's own)")
+    ax2.set_ylabel("task quality")
+    ax2.grid(alpha=0.3)
+    _legend_below(ax2)
+    ax2.set_title(_title(result, name, "modes: quality vs compute", "modes side by side"), fontsize=9)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_contribution(result: TruncateResult, path: Path) -> Path:
+    """ShortV's layer contribution per task: mean (and IQR) over the calibration samples against l / L."""
+    L = result.num_layers
+    x = np.arange(L) / L
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=150)
+    colours = list(KIND_COLOURS.values())
+    for i, (name, summary) in enumerate(result.tasks.items()):
+        c = summary.contribution
+        if c is None:
+            continue
+        colour = colours[i % len(colours)]
+        ax.fill_between(x, _arr(c.q25), _arr(c.q75), color=colour, alpha=0.15, lw=0)
+        n = summary.calibration.get("n")
+        ax.plot(x, _arr(c.mean), color=colour, lw=2, marker="o", ms=3, label=f"{shorten(name)} (mean, n={n})")
+    ax.set_yscale("symlog", linthresh=1e-4)
+    ax.set_xlabel("block l / L (l = 0..L-1)")
+    ax.set_xlim(-0.02, 1.0)
+    ax.grid(alpha=0.3)
+    ax.set_ylabel("KL(full || block l's image updates removed), nats")
+    _legend_below(ax)
+    ax.set_title(
+        f"{model_label(result.model)} · layer contribution at image positions (ShortV)\nL = {L}, IQR shaded",
+        fontsize=9,
+    )
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def plot_truncate(result: TruncateResult, folder: Path) -> dict[str, Path]:
-    """Write the three figures of every task; returns {name: path}."""
+    """Write the three figures of every task (the run's first mode), the modes side by side when there are
+    several, and the layer contribution when measured; returns {name: path}."""
     folder.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for name, summary in result.tasks.items():
         s = slug(name)
         for figure, plot in (("quality", plot_quality), ("frontier", plot_frontier), ("kl", plot_kl)):
             paths[f"figure_{figure}_{s}"] = plot(result, name, summary, folder / f"{figure}_{s}.png")
+        if len(result.mode_list()) > 1:
+            paths[f"figure_modes_{s}"] = plot_modes(result, name, folder / f"modes_{s}.png")
+    if any(t.contribution is not None for t in result.tasks.values()):
+        paths["figure_contribution"] = plot_contribution(result, folder / "contribution.png")
     return paths

@@ -1,5 +1,7 @@
 """What truncate measures per batch: the items (task, role, kind, sample), the shared context, the first-token
-readings from the all-cuts sweep and the greedy generations per cut, scored against answers and the full model."""
+readings from the all-cuts sweep and the greedy generations per cut, scored against answers and the full model,
+for every mode of the run (the first mode's readings at the top of a row, the others under ``by_mode``), and
+ShortV's layer contribution on calibration samples."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import torch
 
 from visdepth.compute import DecoderShape, cut_costs
 from visdepth.data import Sample
+from visdepth.interventions.contribution import layer_contribution
+from visdepth.interventions.modes import ACCESS_MODES
 from visdepth.interventions.sweep import sweep_cut_logits
 from visdepth.interventions.truncate import truncated_generate
 from visdepth.metrics import output as om
@@ -38,6 +42,8 @@ class Item:
     role: Literal["eval", "calibration"]
     kind: str
     sample: Sample
+    #: whether this sample is in the task's calibration set (its row then carries the layer contribution)
+    calibrates: bool = False
 
     @property
     def id(self) -> str:
@@ -54,6 +60,7 @@ class Context:
 
     def __init__(self, adapter: VLMAdapter, config: TruncateConfig, tasks: dict[str, Task], cuts: list[int]):
         self.adapter, self.config, self.tasks, self.cuts = adapter, config, tasks, cuts
+        self.modes = config.modes
         self.shape = DecoderShape.from_adapter(adapter)
         self.bytes_per_value = adapter.dtype.itemsize
         self._letter_ids: dict[tuple[str, ...], dict[str, list[int]]] = {}
@@ -74,38 +81,77 @@ class Context:
 
 
 def measure_batch(ctx: Context, items: list[Item]) -> list[dict[str, Any]]:
-    """Rows of a batch of like items (one task, role and kind): KL per cut, and for evaluated samples the
-    prediction, scores, agreement with the full model and analytic cost of every cut."""
+    """Rows of a batch of like items (one task, role and kind): per mode, KL per cut, and for evaluated samples
+    the prediction, scores, agreement with the full model and analytic cost of every cut; the first mode's
+    readings at the top of the row, the others under ``by_mode``; the layer contribution on calibration samples."""
     task = ctx.tasks[items[0].task]
-    kind = items[0].kind
     samples = [it.sample for it in items]
     inputs = ctx.build(task, samples)
-    sweep = sweep_cut_logits(ctx.adapter, inputs, log_probs=True)
-    logprobs = sweep.scores[ctx.cuts].float().cpu()  # (cuts, batch, vocab); the last cut is L
-    kl = torch.stack([om.kl_divergence(logprobs[-1], logprobs[j]) for j in range(len(ctx.cuts))])
-    top = logprobs.argmax(-1)
-    rows = [
-        {"task": it.task, "sample": it.sample.id, "role": it.role, "kind": kind, "kl": kl[:, b].tolist()}
-        for b, it in enumerate(items)
-    ]
+    sweeps: dict[str, torch.Tensor] = {}
+    per_mode = {mode: measure_mode(ctx, task, items, inputs, mode, sweeps) for mode in ctx.modes}
+    rows = []
+    for b, it in enumerate(items):
+        row: dict[str, Any] = {"task": it.task, "sample": it.sample.id, "role": it.role, "kind": it.kind}
+        row.update(per_mode[ctx.modes[0]][b])
+        if len(ctx.modes) > 1:
+            row["by_mode"] = {mode: per_mode[mode][b] for mode in ctx.modes[1:]}
+        rows.append(row)
+    if ctx.config.contribution and any(it.calibrates for it in items):
+        # one pass per block over the whole batch; only calibration samples keep theirs (as in the summary)
+        contribution = layer_contribution(ctx.adapter, inputs, "freeze")
+        for b, (it, row) in enumerate(zip(items, rows, strict=True)):
+            if it.calibrates:
+                row["contribution"] = contribution[b].tolist()
     if items[0].role == "calibration":
         return rows
     valid = inputs.attention_mask.bool().cpu()
     image = inputs.image_mask.bool().cpu()
     for b, row in enumerate(rows):
         mask = image[b][valid[b]]
-        costs = cut_costs(ctx.shape, mask, ctx.cuts, bytes_per_value=ctx.bytes_per_value)
         row["tokens"] = {"image": int(mask.sum()), "text": int((~mask).sum())}
-        row["compute"] = {k: [c[k] for c in costs] for k in COST_KEYS}
+        row["drop_compute"] = _costs(ctx, mask, "drop")
+    return rows
+
+
+def _costs(ctx: Context, mask: torch.Tensor, mode: str) -> dict[str, list[float]]:
+    costs = cut_costs(ctx.shape, mask, ctx.cuts, bytes_per_value=ctx.bytes_per_value, mode=mode)
+    return {k: [c[k] for c in costs] for k in COST_KEYS}
+
+
+def measure_mode(
+    ctx: Context,
+    task: Task,
+    items: list[Item],
+    inputs: ModelInputs,
+    mode: str,
+    sweeps: dict[str, torch.Tensor],
+) -> list[dict[str, Any]]:
+    """One mode's readings per sample of the batch (``sweeps`` caches the sweep mask and drop share)."""
+    kind = items[0].kind
+    samples = [it.sample for it in items]
+    key = "access" if mode in ACCESS_MODES else mode
+    if key not in sweeps:
+        sweep = sweep_cut_logits(ctx.adapter, inputs, log_probs=True, mode=mode)
+        sweeps[key] = sweep.scores[ctx.cuts].float().cpu()  # (cuts, batch, vocab); the last cut is L
+    logprobs = sweeps[key]
+    kl = torch.stack([om.kl_divergence(logprobs[-1], logprobs[j]) for j in range(len(ctx.cuts))])
+    top = logprobs.argmax(-1)
+    out: list[dict[str, Any]] = [{"kl": kl[:, b].tolist()} for b in range(len(items))]
+    if items[0].role == "calibration":
+        return out
+    valid = inputs.attention_mask.bool().cpu()
+    image = inputs.image_mask.bool().cpu()
+    for b, reading in enumerate(out):
+        reading["compute"] = _costs(ctx, image[b][valid[b]], mode)
     if kind in SWEEP_KINDS:
         readings = first_token_readings(ctx, task, samples, logprobs)
     else:
-        readings = generation_readings(ctx, task, samples, inputs)
-    for b, (row, reading) in enumerate(zip(rows, readings, strict=True)):
-        row.update(reading)
-        for j, agreement in enumerate(row["agreement"]):
+        readings = generation_readings(ctx, task, samples, inputs, mode)
+    for b, (reading, extra) in enumerate(zip(out, readings, strict=True)):
+        reading.update(extra)
+        for j, agreement in enumerate(reading["agreement"]):
             agreement["first_token_agreement"] = float(top[j, b] == top[-1, b])
-    return rows
+    return out
 
 
 def first_token_readings(
@@ -138,15 +184,16 @@ def first_token_readings(
 
 
 def generation_readings(
-    ctx: Context, task: Task, samples: Sequence[Sample], inputs: ModelInputs
+    ctx: Context, task: Task, samples: Sequence[Sample], inputs: ModelInputs, mode: str | None = None
 ) -> list[dict[str, Any]]:
-    """Per sample, greedy generations at every cut, scored and compared with the full model's (cut L)."""
+    """Per sample, greedy generations at every cut in ``mode`` (default: the run's first), scored and compared
+    with the full model's (cut L)."""
+    mode = mode or ctx.modes[0]
     kind = task.kind_of(samples[0])
     budget = ctx.config.max_new_tokens or task.max_new_tokens_for(kind)
     encoder = ctx.encoder if kind in ENCODER_KINDS else None
     texts = [
-        truncated_generate(ctx.adapter, inputs, cut, ctx.config.mode, max_new_tokens=budget).text
-        for cut in ctx.cuts
+        truncated_generate(ctx.adapter, inputs, cut, mode, max_new_tokens=budget).text for cut in ctx.cuts
     ]
     out = []
     for b, sample in enumerate(samples):
@@ -161,8 +208,22 @@ def generation_readings(
     return out
 
 
-def _items(name: str, task: Task, samples: list[Sample], role: Literal["eval", "calibration"]) -> list[Item]:
-    return [Item(name, role, kind, s) for kind, group in task.group(samples).items() for s in group]
+def _items(
+    name: str,
+    task: Task,
+    samples: list[Sample],
+    role: Literal["eval", "calibration"],
+    calibrating: set[str] | None = None,
+) -> list[Item]:
+    """Items by kind; ``calibrating``: ids of the samples in the calibration set (all of them when None and the
+    role is calibration)."""
+
+    def calibrates(s: Sample) -> bool:
+        return role == "calibration" or (calibrating is not None and s.id in calibrating)
+
+    return [
+        Item(name, role, kind, s, calibrates(s)) for kind, group in task.group(samples).items() for s in group
+    ]
 
 
 def calibration_samples(

@@ -59,19 +59,31 @@ def _corpus_bleu_vs_full(rows: list[dict[str, Any]], j: int) -> float:
     return om.corpus_bleu(hyps, [[ref] for ref in refs])
 
 
+def rows_in_mode(rows: list[dict[str, Any]], mode: str, modes: list[str]) -> list[dict[str, Any]]:
+    """The rows as a single-mode run in ``mode`` would have written them (the first mode sits at the top)."""
+    if mode == modes[0]:
+        return rows
+    return [{**r, **r["by_mode"][mode]} for r in rows]
+
+
 def summarise_compute(rows: list[dict[str, Any]], mode: str = "drop") -> dict[str, list[float]]:
     """Mean analytic cost per cut over samples, and its ratio to the full model's mean (the share of the total
     compute of these samples that a cut spends), as computed in ``mode``.
 
-    Rows hold what drop mode computes at each cut (image tokens gone from block l_c on). Mask mode still
-    computes every image token in every block, so its cost is the full model's at every cut: ratio 1, nothing
-    saved. ``drop_<cost>`` and ``drop_<cost>_ratio`` always give the drop-mode figures (in a mask run: what
-    drop mode would save)."""
+    Rows hold the mode's own cost (``compute``: mask mode computes every image token in every block, so its cost
+    is the full model's at every cut; the processing modes save prefill FLOPs only) and drop mode's
+    (``drop_compute``), which ``drop_<cost>`` and ``drop_<cost>_ratio`` always give (in another mode's run:
+    what drop mode would save). Rows written before ``drop_compute`` existed held drop-mode figures under
+    ``compute``."""
     out: dict[str, list[float]] = {}
     drop: dict[str, np.ndarray] = {}
+    legacy = "drop_compute" not in rows[0]
     for key in COST_KEYS:
-        drop[key] = np.mean([r["compute"][key] for r in rows], axis=0)
-        spent = drop[key] if mode == "drop" else np.full_like(drop[key], drop[key][-1])
+        drop[key] = np.mean([r["compute" if legacy else "drop_compute"][key] for r in rows], axis=0)
+        if legacy:
+            spent = drop[key] if mode == "drop" else np.full_like(drop[key], drop[key][-1])
+        else:
+            spent = np.mean([r["compute"][key] for r in rows], axis=0)
         out[key] = spent.tolist()
         out[f"{key}_ratio"] = (spent / spent[-1]).tolist()
     for key in COST_KEYS:
@@ -92,8 +104,11 @@ def summarise_task(
     calibration_info: dict[str, Any],
     config: TruncateConfig,
     cuts: list[int],
+    mode: str | None = None,
 ) -> TaskSummary:
-    """Per kind and for the whole task: mean scores, agreement, KL and cost per cut; the budget and VTW picks."""
+    """Per kind and for the whole task, in ``mode`` (default: the run's first): mean scores, agreement, KL and
+    cost per cut; the budget and VTW picks; the layer contribution of the calibration rows that carry one."""
+    mode = mode or config.modes[0]
     ncuts = len(cuts)
     by_id = {r["sample"]: r for r in rows}
     calibration_kl = (
@@ -109,7 +124,7 @@ def summarise_task(
         scores = _per_cut(task, group, kind_rows, "scores", ncuts, predictions=True)
         main = score_names(kind, task.answer_metric)[0] if kind != "open" else None
         quality = scores.get(main) if main else None
-        compute = summarise_compute(kind_rows, config.mode)
+        compute = summarise_compute(kind_rows, mode)
         kl = _kl_stats(kind_rows)
         pick = None
         if quality is not None:
@@ -137,8 +152,9 @@ def summarise_task(
         float(np.mean(vals)) if (vals := [m[j] for m in mains if m[j] is not None]) else None
         for j in range(ncuts)
     ]
-    compute = summarise_compute(rows, config.mode)
+    compute = summarise_compute(rows, mode)
     kl = _kl_stats(rows)
+    contributed = [r["contribution"] for r in calibration_rows if r.get("contribution") is not None]
     return TaskSummary(
         task=task.describe(),
         num_samples=len(samples),
@@ -156,4 +172,5 @@ def summarise_task(
             kl.mean,
         ),
         vtw=_depth_pick("vtw", vtw, vtw_note, cuts, quality, compute, calibration_kl),
+        contribution=column_stats(np.array(contributed, dtype=float)) if contributed else None,
     )

@@ -58,6 +58,11 @@ class TaskSummary(BaseModel):
     calibration: dict[str, Any]
     budget: DepthPick
     vtw: DepthPick
+    contribution: LayerStats | None = Field(
+        default=None,
+        description="ShortV's layer contribution per block l = 0..L-1 over the calibration samples: KL(full || "
+        "block l's image updates removed), nats",
+    )
 
 
 class TimingSummary(BaseModel):
@@ -84,10 +89,26 @@ class TruncateResult(BaseModel):
     num_layers: int
     cuts: list[int]
     depth: list[float]
-    mode: str
+    mode: str = Field(description="the run's first (main) mode, whose summaries are under tasks")
+    modes: list[str] = Field(default_factory=list, description="every mode of the run (empty: just mode)")
     budget: float
     vtw_threshold: float
     pick_rule: PickRule
     tasks: dict[str, TaskSummary]
+    by_mode: dict[str, dict[str, TaskSummary]] = Field(
+        default_factory=dict, description="mode -> task -> summary, for runs of several modes"
+    )
     timing: TimingSummary | None = None
+    timing_by_mode: dict[str, TimingSummary] = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict)
+
+    def mode_list(self) -> list[str]:
+        """Every mode of the run (older single-mode results: their one mode)."""
+        return self.modes or [self.mode]
+
+    def summaries(self, mode: str) -> dict[str, TaskSummary]:
+        """Task summaries in ``mode``."""
+        return self.by_mode.get(mode) or (self.tasks if mode == self.mode else {})
+
+    def timing_in(self, mode: str) -> TimingSummary | None:
+        return self.timing_by_mode.get(mode) or (self.timing if mode == self.mode else None)
