@@ -75,6 +75,12 @@ class Experiment(ABC):
     def plan(self, config: Any, adapter: VLMAdapter, data: Any) -> Plan:
         """What to measure on this model."""
 
+    def prepare(self, plan: Plan, out: Path) -> None:
+        """Work done once, before any row, whose results land in the run folder ``out`` (recover: training its
+        adapters). In a data-parallel run the main process does it while the others wait; every process then
+        reads what it left in :meth:`before_rows`."""
+        return None
+
     def before_rows(self, plan: Plan, rows_path: Path) -> None:
         """Checks of an existing rows file beyond the config fingerprint (the runner's own check), and reading
         back what earlier rows hold; called before each stage's rows (see :class:`Plan`), with every row measured

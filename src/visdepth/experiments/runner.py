@@ -2,10 +2,11 @@
 writing.
 
 The order is the same for all of them and is what makes a run safe to kill: options are checked and data is read
-before the model loads; the run folder is locked (a second run into it is refused); every measured item is one
-fsync'd JSONL row, so a rerun of the same command measures only what is missing; the summary is recomputed from
-all rows and written atomically with the full config, versions, git state, device, dtype, seed and every open
-choice. Nothing is drawn here (see :mod:`visdepth.report`).
+before the model loads; the run folder is locked (a second run into it is refused); the experiment's one-off work
+(``prepare``: recover trains its adapters there) leaves resumable files in the folder; items are measured stage by
+stage, every one a fsync'd JSONL row, so a rerun of the same command measures only what is missing; the summary is
+recomputed from all rows and written atomically with the full config, versions, git state, device, dtype, seed
+and every open choice. Nothing is drawn here (see :mod:`visdepth.report`).
 
 Started by ``accelerate launch`` or ``torchrun``, every process runs this same function: each measures its share
 of the items on its own device and the main process merges the rows and writes the one results.json
@@ -53,6 +54,9 @@ def run(experiment: Experiment | str, config: Any, adapter: VLMAdapter | None = 
     out = run_folder(exp, plan.config, adapter.name)
     with common.lock_run_dir(out):
         path = out / "samples.jsonl"
+        if ranks.is_main:
+            exp.prepare(plan, out)
+        distributed.barrier()
         order = [plan.item_id(it) for it in plan.items]
         # rows files a killed multi-process run left are merged first, so before_rows reads every row
         common.gather_rows(path, order)
