@@ -147,15 +147,35 @@ def test_training_resumes_to_the_same_steps(photo, photo2, tmp_path):
             tr.train(adapter, peft_model, examples, 2, settings, tmp_path / "b", "other", progress=False)
 
 
-def test_adapter_that_does_not_fit_is_refused(tmp_path, photo):
+def _edited(src, dst, edit):
+    """A copy of the adapter folder ``src`` whose weights went through ``edit``."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    path = dst / lora.ADAPTER_WEIGHTS
+    save_file(edit(load_file(str(path))), str(path))
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda w: {k: torch.zeros(3, 3) if i == 0 else v for i, (k, v) in enumerate(w.items())}, "size mismatch"),
+        (lambda w: {k.replace("layers.0.", "layers.9."): v for k, v in w.items()}, "which this model has not"),
+        (lambda w: {}, "no LoRA weight"),
+    ],
+)
+def test_adapter_that_does_not_fit_is_refused(tmp_path, edit, why):
     from visdepth.errors import InputError
 
-    small = tiny("tiny:llava")
-    other = tiny("tiny:qwen2_vl")
-    with lora.attached(small, lora.lora_config(small, SETTINGS)) as peft_model:
-        lora.save_adapter(peft_model, tmp_path / "a", {"cut": 1})
-    with pytest.raises(InputError, match="does not fit"):
-        peft_config, weights, _ = lora.load_adapter(tmp_path / "a", other)
-        with lora.attached(other, peft_config, weights):
+    adapter = tiny("tiny:llava")
+    with lora.attached(adapter, lora.lora_config(adapter, SETTINGS)) as peft_model:
+        lora.save_adapter(peft_model, tmp_path / "a", {"cut": 1, "num_layers": adapter.num_layers})
+    bad = _edited(tmp_path / "a", tmp_path / "b", edit)
+    with pytest.raises(InputError, match=why):
+        peft_config, weights, _ = lora.load_adapter(bad, adapter)
+        with lora.attached(adapter, peft_config, weights):
             pass
-    assert not any("lora" in type(m).__module__ for m in other.model.modules())
+    assert not any("lora" in type(m).__module__ for m in adapter.model.modules())

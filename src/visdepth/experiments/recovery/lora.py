@@ -37,8 +37,8 @@ def require_peft() -> None:
     """A one-line error naming the extra when peft is not installed."""
     if importlib.util.find_spec("peft") is None:
         raise ConfigError(
-            "visdepth recover needs peft, which is not installed; install the extra: pip install 'visdepth[lora]'."
-        )
+            "visdepth recover needs peft, which is not installed; install visdepth's lora extra "
+            "(pip install 'visdepth[lora]', or pip install 'peft>=0.13').")
 
 
 @dataclass(frozen=True)
