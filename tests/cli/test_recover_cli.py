@@ -74,7 +74,10 @@ def test_recover_writes_results_adapters_and_figures_and_resumes(tmp_path):
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fix):
     (tmp_path / "empty").mkdir()
-    args = [str(tmp_path / "nope") if a == "NOPE" else str(tmp_path / "empty") if a == "EMPTY" else a for a in args]
+    args = [
+        str(tmp_path / "nope") if a == "NOPE" else str(tmp_path / "empty") if a == "EMPTY" else a
+        for a in args
+    ]
     if "--cut" not in args:
         args += ["--cut", "2"]
     result = _invoke(*SMALL, "--output_path", str(tmp_path / "out"), *args)
@@ -89,6 +92,10 @@ def test_missing_peft_names_the_extra(tmp_path, monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a)
+    )
     result = _invoke(*SMALL, "--cut", "2", "--output_path", str(tmp_path))
-    assert result.exit_code == 2 and "lora extra" in result.output and "peft>=0.13" in result.output, result.output
+    assert result.exit_code == 2 and "lora extra" in result.output and "peft>=0.13" in result.output, (
+        result.output
+    )

@@ -9,6 +9,7 @@ import torch
 
 from tests.conftest import tiny
 from tests.interventions import naive
+from visdepth.errors import ConfigError
 from visdepth.experiments.recovery import lora
 from visdepth.experiments.recovery import train as tr
 from visdepth.interventions import prefill_kwargs, truncated_generate
@@ -125,13 +126,18 @@ def test_training_resumes_to_the_same_steps(photo, photo2, tmp_path):
     from visdepth.data import Sample
 
     refs = ["skimage:astronaut", "skimage:chelsea"] * 2
-    samples = [Sample(id=f"s{i}", prompt=p, images=[im]) for i, (p, im) in enumerate(zip(PROMPTS * 2, refs))]
+    samples = [
+        Sample(id=f"s{i}", prompt=p, images=[im])
+        for i, (p, im) in enumerate(zip(PROMPTS * 2, refs, strict=True))
+    ]
     examples = [tr.Example("t", s, s.prompt, [5 + i, 6, 2], "") for i, s in enumerate(samples)]
     config = lora.lora_config(adapter, lora.LoraSettings(4, 8.0, 0.1, "all"))
     settings = tr.TrainSettings("seq", 1e-2, 6, 2, 0, 1.0, 2, True)
 
     def run(folder, steps):
-        s = tr.TrainSettings(*[steps if f == "steps" else getattr(settings, f) for f in settings.__dataclass_fields__])
+        s = tr.TrainSettings(
+            *[steps if f == "steps" else getattr(settings, f) for f in settings.__dataclass_fields__]
+        )
         with lora.attached(adapter, config, seed=0) as peft_model:
             state = tr.train(adapter, peft_model, examples, 2, s, folder, "fp", progress=False)
             return state, lora.adapter_state(peft_model)
@@ -142,9 +148,11 @@ def test_training_resumes_to_the_same_steps(photo, photo2, tmp_path):
     resumed, w_resumed = run(tmp_path / "b", 6)
     assert resumed.resumed_from == 4 and resumed.losses == whole.losses
     assert all(torch.equal(w_whole[k], w_resumed[k]) for k in w_whole)
-    with pytest.raises(Exception, match="other settings"):
-        with lora.attached(adapter, config, seed=0) as peft_model:
-            tr.train(adapter, peft_model, examples, 2, settings, tmp_path / "b", "other", progress=False)
+    with (
+        pytest.raises(ConfigError, match="other settings"),
+        lora.attached(adapter, config, seed=0) as peft_model,
+    ):
+        tr.train(adapter, peft_model, examples, 2, settings, tmp_path / "b", "other", progress=False)
 
 
 def _edited(src, dst, edit):
@@ -162,8 +170,14 @@ def _edited(src, dst, edit):
 @pytest.mark.parametrize(
     ("edit", "why"),
     [
-        (lambda w: {k: torch.zeros(3, 3) if i == 0 else v for i, (k, v) in enumerate(w.items())}, "size mismatch"),
-        (lambda w: {k.replace("layers.0.", "layers.9."): v for k, v in w.items()}, "which this model has not"),
+        (
+            lambda w: {k: torch.zeros(3, 3) if i == 0 else v for i, (k, v) in enumerate(w.items())},
+            "size mismatch",
+        ),
+        (
+            lambda w: {k.replace("layers.0.", "layers.9."): v for k, v in w.items()},
+            "which this model has not",
+        ),
         (lambda w: {}, "no LoRA weight"),
     ],
 )

@@ -31,7 +31,18 @@ def _print_summary(result: RecoverResult) -> None:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    for name in ("task / kind", "cut", "full", "trunc", "rec", "frac", "vs teacher", "frac", "spread", "consistent"):
+    for name in (
+        "task / kind",
+        "cut",
+        "full",
+        "trunc",
+        "rec",
+        "frac",
+        "vs teacher",
+        "frac",
+        "spread",
+        "consistent",
+    ):
         table.add_column(name, justify="left" if name == "task / kind" else "right", no_wrap=True)
     for task, summary in result.tasks.items():
         for kind, ks in summary.kinds.items():
@@ -54,7 +65,9 @@ def _print_summary(result: RecoverResult) -> None:
     for cut, tr in result.training.items():
         losses = tr.losses
         curve = f"loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else "no loss curve"
-        console.print(f"cut {cut}: adapter {tr.source} ({tr.steps} steps, {curve}) in {tr.adapter}", highlight=False)
+        console.print(
+            f"cut {cut}: adapter {tr.source} ({tr.steps} steps, {curve}) in {tr.adapter}", highlight=False
+        )
 
 
 command = experiment_command("recover", _print_summary)

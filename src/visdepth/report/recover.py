@@ -82,7 +82,12 @@ def plot_spread(result: RecoverResult, task: str, path: Path) -> Path:
         twin.plot(x, cons, "o", color="#edae49")
         twin.set_ylim(0, 1.05)
         twin.set_ylabel("consistent questions", fontsize=8, color="#b07d1a")
-        ax.set_xticks(x, [m.replace("truncated", "trunc").replace("recovered", "rec") for m in models], fontsize=7, rotation=30)
+        ax.set_xticks(
+            x,
+            [m.replace("truncated", "trunc").replace("recovered", "rec") for m in models],
+            fontsize=7,
+            rotation=30,
+        )
         ax.set_title(f"{kind} ({ks.main_score})", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
         runs = ", ".join(ks.spread["full"].runs)
@@ -122,3 +127,92 @@ def plot_recover(result: RecoverResult, folder: str | Path) -> dict[str, Path]:
         out[f"quality_{task}"] = plot_quality(result, task, folder / f"recover_quality_{slug(task)}.png")
         out[f"spread_{task}"] = plot_spread(result, task, folder / f"recover_spread_{slug(task)}.png")
     return out
+
+
+# ---------------------------------------------------------------------------------------------- HTML report
+#: the paper's claim, as the report states it
+CLAIM = (
+    "LoRA self-distillation recovers coarse description (captions) well and precise visual alignment only partly; "
+    "fine-tuning also reduces how much results vary across decoding strategies."
+)
+#: a kind "recovers well" when at least this share of the truncation gap comes back (greedy, ground truth)
+WELL = 0.5
+#: kinds that need precise visual alignment (the paper's ChartQA stands for them)
+PRECISE = ("exact_match", "single_token", "multiple_choice")
+
+
+def rq4_section(exp, section, table, figures, verdict_class, combine, fmt, pct):
+    """The report's RQ4 section and verdict, from one recover result (helpers passed in by report/html.py, so
+    that this module does not import it)."""
+    r: RecoverResult = exp.result
+    sec = section(exp)
+    sec.figures = figures(
+        plot_recover,
+        r,
+        {
+            "quality": "Greedy main score of the full, truncated and recovered models per kind and cut; above: "
+            "the recovered fraction (recovered - truncated) / (full - truncated).",
+            "spread": "Std of the runs' mean scores across decoding strategies and draws (bars) and the share of "
+            "questions answered identically in every run (dots).",
+            "loss": "Distillation loss per training step, one curve per cut.",
+        },
+    )
+    caption, precise, steadier = [], [], []
+    for name, task in r.tasks.items():
+        rows = []
+        for kind, ks in task.kinds.items():
+            for cut, rec in ks.recovery.items():
+                t, s = ks.spread[f"truncated@{cut}"], ks.spread[f"recovered@{cut}"]
+                f = rec.fraction
+                rows.append(
+                    [
+                        kind, cut, str(ks.n), ks.main_score or "–", fmt(rec.full), fmt(rec.truncated),
+                        fmt(rec.recovered),
+                        f"{pct(f.value)} [{pct(f.low)}, {pct(f.high)}]" if f.value is not None else "–",
+                        f"{fmt(rec.teacher_truncated)} → {fmt(rec.teacher_recovered)}",
+                        f"{fmt(t.std)} → {fmt(s.std)}", f"{pct(t.consistency)} → {pct(s.consistency)}",
+                    ]
+                )  # fmt: skip
+                if f.value is not None:
+                    (caption if kind == "caption" else precise if kind in PRECISE else []).append(f.value)
+                if t.std is not None and s.std is not None:
+                    steadier.append(s.std <= t.std)
+        sec.tables.append(
+            table(
+                f"{name}: recovery per kind and cut (greedy)",
+                [
+                    "kind",
+                    "l_c",
+                    "n",
+                    "score",
+                    "full",
+                    "truncated",
+                    "recovered",
+                    "recovered fraction [95%]",
+                    "vs teacher",
+                    "spread std",
+                    "consistent",
+                ],  # fmt: skip
+                rows,
+                "vs teacher: the kind's closeness to the full model's greedy answer (captions: MiniLM similarity); "
+                "spread and consistency: truncated → recovered, across every strategy and draw.",
+            )
+        )
+    votes = [
+        (min(caption) >= WELL) if caption else None,
+        (max(precise) < (min(caption) if caption else 1.0)) if precise else None,
+        (sum(steadier) > len(steadier) / 2) if steadier else None,
+    ]
+    measured = (
+        f"captions recover {', '.join(pct(v) for v in caption) or '–'}; precise-alignment kinds "
+        f"{', '.join(pct(v) for v in precise) or '–'}; spread falls at {sum(steadier)} of {len(steadier)} "
+        "(kind, cut) pairs"
+    )
+    rule = (
+        f"holds when captions recover at least {WELL:.0%} of the gap at every cut, every precise-alignment kind "
+        f"({', '.join(PRECISE)}) recovers less than the captions, and the spread across decoding runs falls for "
+        "most (kind, cut) pairs; does not hold when none of the three does; mixed else"
+    )
+    v = verdict_class("RQ4", CLAIM, measured, combine(votes), rule)
+    sec.verdict = v
+    return sec, v

@@ -38,7 +38,8 @@ def require_peft() -> None:
     if importlib.util.find_spec("peft") is None:
         raise ConfigError(
             "visdepth recover needs peft, which is not installed; install visdepth's lora extra "
-            "(pip install 'visdepth[lora]', or pip install 'peft>=0.13').")
+            "(pip install 'visdepth[lora]', or pip install 'peft>=0.13')."
+        )
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,9 @@ def load_adapter(folder: Path, adapter: VLMAdapter) -> tuple[Any, dict[str, torc
     weights = load_file(str(folder / ADAPTER_WEIGHTS))
     # peft saves a shortened set of name suffixes ("up_proj"), which could also match linear layers outside the
     # decoder (a vision tower's); the weights name the exact modules, so those are the targets
-    targets = sorted({k.removeprefix("base_model.model.").split(".lora_")[0] for k in weights if ".lora_" in k})
+    targets = sorted(
+        {k.removeprefix("base_model.model.").split(".lora_")[0] for k in weights if ".lora_" in k}
+    )
     if not targets:
         raise InputError(f"--adapter {folder}: {ADAPTER_WEIGHTS} holds no LoRA weight.")
     names = dict(adapter.model.named_modules())
