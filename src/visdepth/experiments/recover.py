@@ -83,7 +83,15 @@ FINGERPRINT_KEYS = (
 class RecoverConfig(common.ExperimentConfig):
     """Everything that decides the numbers of a recovery run (recorded in full in the result file)."""
 
-    limit: int | None = Field(default=60, ge=1, description="held-out samples per task to evaluate")
+    limit: int | None = Field(
+        default=None, ge=1, description="use only the first N held-out samples of each task"
+    )
+    per_kind: int | None = Field(
+        default=10,
+        ge=1,
+        description="evaluate the first N held-out samples of each kind (captions are rare among the first "
+        "samples of a mixed task); none: all",
+    )
     cuts: list[int] | None = Field(
         default=None,
         description="cut depths l_c to recover, e.g. 4,6,8 (one adapter each; 0 <= l_c < L); default: round(3L/4)",
@@ -139,7 +147,7 @@ class RecoverConfig(common.ExperimentConfig):
             raise ValueError("--cut names no depth; write e.g. --cut 4 or --cut 4,6,8")
         return cuts
 
-    @field_validator("sentence_model", "train_data", "adapter", mode="before")
+    @field_validator("sentence_model", "train_data", "adapter", "per_kind", mode="before")
     @classmethod
     def _none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
@@ -209,6 +217,14 @@ def validate(config: RecoverConfig) -> None:
         raise ConfigError(
             f"--adapter {config.adapter} is not a folder; pass the adapters/ folder of a recover run."
         )
+
+
+def per_kind(task: Task, samples: list[Sample], n: int | None) -> list[Sample]:
+    """The first ``n`` samples of each kind, in their original order (all of them without ``n``)."""
+    if n is None:
+        return samples
+    keep = {s.id for group in task.group(samples).values() for s in group[:n]}
+    return [s for s in samples if s.id in keep]
 
 
 def training_tasks(config: RecoverConfig, tasks: dict[str, Task]) -> dict[str, Task]:
@@ -371,10 +387,21 @@ def measure_batch(ctx: Context, items: list[Item]) -> list[dict[str, Any]]:
     samples = [it.sample for it in items]
     budget = config.max_new_tokens or task.max_new_tokens_for(kind)
     inputs = ctx.build(task, samples)
+    greedy = ctx.strategies[0]
+    teacher = decoding.run_strategy(adapter, None, samples, adapter.num_layers, greedy, budget, 1, 0, inputs)
+    if config.max_new_tokens is None:
+        # every other answer is judged against the teacher's: past twice its longest answer (+8) a model is only
+        # rambling (a truncated model may never stop), so the budget ends there
+        longest = max(len(adapter.tokenizer(t[0], add_special_tokens=False).input_ids) for t in teacher)
+        budget = min(budget, 2 * longest + 8)
 
     def answers(cut: int) -> dict[str, list[list[str]]]:
-        return {
-            st.name: decoding.run_strategy(
+        out = {}
+        for st in ctx.strategies:
+            if cut == adapter.num_layers and st is greedy:
+                out[st.name] = teacher
+                continue
+            out[st.name] = decoding.run_strategy(
                 adapter,
                 lambda s: ctx.build(task, s),
                 samples,
@@ -385,8 +412,7 @@ def measure_batch(ctx: Context, items: list[Item]) -> list[dict[str, Any]]:
                 config.seed,
                 batch_inputs=inputs,
             )
-            for st in ctx.strategies
-        }
+        return out
 
     outputs: dict[str, dict[str, list[list[str]]]] = {"full": answers(adapter.num_layers)}
     for cut in ctx.cuts:
@@ -433,14 +459,16 @@ class Recover(Experiment):
     result_class = RecoverResult
     #: `visdepth run` trains on the shapes train split whatever it evaluates, so that a study of tasks without a
     #: train split still runs (recorded in train_data); an explicit --train_data wins
-    quick = {"limit": 20, "steps": 60, "train_limit": 96, "num_samples": 3, "train_data": "shapes:train"}
+    quick = {"per_kind": 4, "steps": 60, "train_limit": 96, "num_samples": 3, "train_data": "shapes:train"}
 
     def validate(self, config: RecoverConfig) -> None:
         validate(config)
 
     def load_data(self, config: RecoverConfig) -> dict[str, Any]:
         tasks = resolve_all(config.tasks)
-        samples = {name: task.load(config.limit) for name, task in tasks.items()}
+        samples = {
+            name: per_kind(task, task.load(config.limit), config.per_kind) for name, task in tasks.items()
+        }
         train_tasks, train_samples = {}, {}
         if config.adapter is None:
             train_tasks = training_tasks(config, tasks)
@@ -546,7 +574,9 @@ class Recover(Experiment):
                 "greedy": "always run: it is the teacher's reference and the recovery figure's strategy",
                 "sample": f"temperature {decoding.SAMPLE_TEMPERATURE}, top-p {decoding.SAMPLE_TOP_P}, top-k off, "
                 f"{config.num_samples} draws per question in one call seeded from (seed, sample id)",
-                "max_new_tokens": config.max_new_tokens or "the task's per-kind budget",
+                "max_new_tokens": config.max_new_tokens
+                or "the teacher's greedy answer: the task's per-kind budget; every other answer of a batch: "
+                "min(that budget, 2 x the teacher's longest answer in the batch, in tokens, + 8)",
             },
             "scoring": {
                 "ground_truth": "task.score of every answer (multiple choice: the letter read from the text)",
