@@ -14,54 +14,49 @@ if TYPE_CHECKING:  # pragma: no cover
     from visdepth.results.schemas.recover import RecoverResult
 
 
-def _num(value: float | None, fmt: str = ".3f") -> str:
+def _num(value: float | None, fmt: str = ".2f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _print_summary(result: RecoverResult) -> None:
+def _table(title: str, caption: str, columns: list[str]):
     from rich import box
     from rich.table import Table
 
-    table = Table(
-        title=f"{result.model['name']}: recovery by LoRA self-distillation, L = {result.num_layers}",
-        caption="greedy mean main score: full / truncated / recovered; frac: (rec - trunc) / (full - trunc) "
-        "[95% bootstrap]; vs teacher: the same against the full model's greedy answers; spread: std of the "
-        "runs' scores across strategies and draws, truncated -> recovered; consistent: share of questions "
-        "answered the same in every run",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in columns:
+        table.add_column(name, justify="left" if name == "kind" else "right", no_wrap=True)
+    return table
+
+
+def _print_summary(result: RecoverResult) -> None:
+    name = result.model["name"]
+    quality = _table(
+        f"{name}: recovery by LoRA self-distillation, L = {result.num_layers}",
+        "greedy mean main score; frac: (rec - trunc) / (full - trunc) with its 95% bootstrap interval; "
+        "tch: closeness to the full model's greedy answers (truncated, recovered)",
+        ["kind", "l_c", "full", "trunc", "rec", "frac", "95% CI", "tch t", "tch r"],
     )
-    for name in (
-        "task / kind",
-        "cut",
-        "full",
-        "trunc",
-        "rec",
-        "frac",
-        "vs teacher",
-        "frac",
-        "spread",
-        "consistent",
-    ):
-        table.add_column(name, justify="left" if name == "task / kind" else "right", no_wrap=True)
+    spread = _table(
+        "spread across decoding runs (" + ", ".join(d["name"] for d in result.decoding) + ")",
+        "std: of the runs' mean scores; same: share of questions answered identically in every run",
+        ["kind", "l_c", "std full", "std t", "std r", "same full", "same t", "same r"],
+    )
     for task, summary in result.tasks.items():
         for kind, ks in summary.kinds.items():
+            label = kind if len(result.tasks) == 1 else f"{task}/{kind}"
+            full = ks.spread["full"]
             for cut, rec in ks.recovery.items():
-                t, r = ks.spread[f"truncated@{cut}"], ks.spread[f"recovered@{cut}"]
-                f, tf = rec.fraction, rec.teacher_fraction
-                table.add_row(
-                    f"{task} / {kind}",
-                    cut,
-                    _num(rec.full),
-                    _num(rec.truncated),
-                    _num(rec.recovered),
-                    f"{_num(f.value, '.2f')} [{_num(f.low, '.2f')}, {_num(f.high, '.2f')}]",
-                    f"{_num(rec.teacher_truncated)} -> {_num(rec.teacher_recovered)}",
-                    _num(tf.value, ".2f"),
-                    f"{_num(t.std)} -> {_num(r.std)}",
-                    f"{_num(t.consistency, '.2f')} -> {_num(r.consistency, '.2f')}",
-                )
-    console.print(table)
+                t, r, f = ks.spread[f"truncated@{cut}"], ks.spread[f"recovered@{cut}"], rec.fraction
+                quality.add_row(
+                    label, cut, _num(rec.full), _num(rec.truncated), _num(rec.recovered), _num(f.value),
+                    f"[{_num(f.low, '.1f')},{_num(f.high, '.1f')}]", _num(rec.teacher_truncated), _num(rec.teacher_recovered),
+                )  # fmt: skip
+                spread.add_row(
+                    label, cut, _num(full.std, ".3f"), _num(t.std, ".3f"), _num(r.std, ".3f"),
+                    _num(full.consistency), _num(t.consistency), _num(r.consistency),
+                )  # fmt: skip
+    console.print(quality)
+    console.print(spread)
     for cut, tr in result.training.items():
         losses = tr.losses
         curve = f"loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else "no loss curve"

@@ -52,7 +52,8 @@ def plot_quality(result: RecoverResult, task: str, path: Path) -> Path:
         ax.set_ylim(0, 1.12)
         ax.set_title(f"{kind} ({ks.main_score}, n={ks.n})", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=7, frameon=False, loc="lower left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, frameon=False, loc="upper right", ncol=3)
     fig.suptitle(
         f"{model_label(result.model)} · {shorten(task)} · quality, greedy (above: recovered fraction)\n"
         f"L = {result.num_layers}",
