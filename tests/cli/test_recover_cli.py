@@ -42,6 +42,10 @@ def test_recover_writes_results_adapters_and_figures_and_resumes(tmp_path):
     for name in ("recover_loss", "recover_quality_shapes", "recover_spread_shapes"):
         assert (run / "figures" / f"{name}.png").stat().st_size > 10_000
     rows = read_jsonl(run / "samples.jsonl")
+    from visdepth.report.html import build_report
+
+    page = build_report(run.parent).read_text()
+    assert "RQ4 · Recoverability" in page and "recovered fraction [95%]" in page
     # a rerun reuses the adapters and measures nothing again
     again = _invoke(*SMALL, "--cut", "1,2", "--output_path", str(out))
     assert again.exit_code == 0, again.output
