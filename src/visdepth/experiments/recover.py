@@ -16,15 +16,12 @@ the spread of results across strategies and draws (std, range, per-question cons
 Where training sits in the experiment contract: :meth:`Recover.plan` resolves cuts, LoRA targets and data (bad
 settings fail before anything is trained); :meth:`Recover.before_rows` runs inside the runner's lock of the run
 folder, before any row is measured, and trains (or resumes training, or reuses a finished adapter of the same
-settings, or loads ``--adapter``) every cut's adapter into ``<run>/adapters/cut<l_c>/``, with checkpoints in
+settings, or loads ``--adapter``; :mod:`~visdepth.experiments.recovery.adapters`) every cut's adapter into ``<run>/adapters/cut<l_c>/``, with checkpoints in
 ``<run>/train/cut<l_c>/``. Rows are then measured and resumed by the runner like every other experiment's.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,18 +33,16 @@ from visdepth.experiments import common, runner
 from visdepth.experiments.api import Experiment, Plan
 from visdepth.experiments.recovery import decoding, lora
 from visdepth.experiments.recovery import train as tr
+from visdepth.experiments.recovery.adapters import prepare_adapters
+from visdepth.experiments.recovery.measure import ENCODER_KINDS, Context, Item, measure_batch
 from visdepth.experiments.recovery.summary import N_BOOT, TEACHER_SCORE, summarise_kind
 from visdepth.interventions.truncate import validate_cut
-from visdepth.metrics import output as om
 from visdepth.models import VLMAdapter
 from visdepth.registry import EXPERIMENTS
-from visdepth.results.io import read_json, write_json
-from visdepth.results.schemas.recover import RecoverResult, TaskRecovery, TrainingSummary
+from visdepth.results.schemas.recover import RecoverResult, TaskRecovery
 from visdepth.tasks import Task, score_names
 from visdepth.tasks.registry import resolve_all
 
-#: kinds compared with the teacher through the sentence encoder
-ENCODER_KINDS = ("caption", "reasoning", "open")
 #: fields that decide what an adapter learns (its folder records their hash)
 TRAIN_KEYS = (
     "model",
@@ -155,8 +150,17 @@ class RecoverConfig(common.ExperimentConfig):
     def fingerprint(self) -> str:
         return common.fingerprint(self, FINGERPRINT_KEYS)
 
+    def teacher_fingerprint(self) -> str:
+        """Hash of what the teacher's training answers depend on (model, data, prompts, seed...)."""
+        return common.fingerprint(self, TRAIN_KEYS)
+
     def train_fingerprint(self, cut: int) -> str:
-        return common.fingerprint(self, TRAIN_KEYS) + f"-cut{cut}"
+        """Hash of what the adapter of ``cut`` depends on (its folder records it)."""
+        return self.teacher_fingerprint() + f"-cut{cut}"
+
+    def train_record(self) -> dict[str, Any]:
+        """The training settings an adapter's visdepth.json records."""
+        return {k: getattr(self, k) for k in TRAIN_KEYS}
 
     def lora(self) -> lora.LoraSettings:
         return lora.LoraSettings(self.lora_r, self.lora_alpha, self.lora_dropout, self.target_modules)
@@ -172,34 +176,6 @@ class RecoverConfig(common.ExperimentConfig):
             self.save_every,
             self.chat,
         )
-
-
-@dataclass
-class Item:
-    task: str
-    kind: str
-    sample: Sample
-
-    @property
-    def id(self) -> str:
-        return f"{self.task}/{self.sample.id}"
-
-
-class Context:
-    """What the batches share: the model, cuts, strategies, adapter weights and the sentence encoder."""
-
-    def __init__(self, adapter: VLMAdapter, config: RecoverConfig, tasks: dict[str, Task], cuts: list[int]):
-        self.adapter, self.config, self.tasks, self.cuts = adapter, config, tasks, cuts
-        self.strategies = decoding.parse_strategies(config.decoding)
-        self.weights: dict[int, tuple[Any, dict]] = {}
-
-    @cached_property
-    def encoder(self) -> om.SentenceEncoder:
-        return om.get_sentence_encoder(self.config.sentence_model)
-
-    def build(self, task: Task, samples: list[Sample]):
-        prompts = [task.prompt(s) for s in samples]
-        return self.adapter.build_inputs([s.load_images() for s in samples], prompts, chat=self.config.chat)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -260,194 +236,6 @@ def default_cut(num_layers: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- adapters
-def adapter_folder(root: Path, cut: int) -> Path:
-    """``root/cut<l_c>``, or ``root`` itself when it is one adapter's folder saved for this cut."""
-    sub = root / f"cut{cut}"
-    if (sub / lora.ADAPTER_CONFIG).is_file():
-        return sub
-    meta = root / lora.ADAPTER_META
-    if (
-        (root / lora.ADAPTER_CONFIG).is_file()
-        and meta.is_file()
-        and json.loads(meta.read_text()).get("cut") == cut
-    ):
-        return root
-    raise ConfigError(
-        f"--adapter {root} holds no adapter for cut {cut} (no cut{cut}/ folder); pass --cut to match."
-    )
-
-
-def prepare_adapters(plan: Plan, out: Path) -> None:
-    """Every cut's adapter weights into ``plan.state``: loaded, reused, resumed or trained (see the module notes)."""
-    config, st = plan.config, plan.state
-    ctx: Context = st["ctx"]
-    adapter = plan.adapter
-    examples = None
-    for cut in ctx.cuts:
-        fp = config.train_fingerprint(cut)
-        if config.adapter is not None:
-            folder = adapter_folder(Path(config.adapter), cut)
-            peft_config, weights, meta = lora.load_adapter(folder, adapter)
-            with lora.attached(adapter, peft_config, weights):  # fit check before any row
-                pass
-            ctx.weights[cut] = (peft_config, weights)
-            st["training"][cut] = TrainingSummary(
-                cut=cut,
-                source="loaded",
-                adapter=str(folder),
-                steps=int(meta.get("steps", 0)),
-                losses=list(meta.get("losses", [])),
-                settings=meta.get("settings", {}),
-                train_samples=meta.get("train_samples"),
-            )
-            continue
-        final = out / "adapters" / f"cut{cut}"
-        found = lora.existing(final)
-        if found is not None:
-            meta = read_json(found / lora.ADAPTER_META)
-            if meta.get("fingerprint") != fp:
-                raise ConfigError(
-                    f"{found} holds an adapter trained with other settings; pass another --output_path or delete it."
-                )
-            peft_config, weights, _ = lora.load_adapter(found, adapter)
-            ctx.weights[cut] = (peft_config, weights)
-            st["training"][cut] = TrainingSummary(
-                cut=cut,
-                source="reused",
-                adapter=str(found),
-                steps=meta["steps"],
-                losses=meta["losses"],
-                train_samples=meta.get("train_samples"),
-                settings=meta["settings"],
-            )
-            continue
-        if examples is None:
-            examples = teacher_examples(plan, out)
-        peft_config = lora.lora_config(adapter, config.lora())
-        settings = config.train_settings()
-        with lora.attached(adapter, peft_config, seed=config.seed + 7919 * cut) as peft_model:
-            state = tr.train(
-                adapter, peft_model, examples, cut, settings, out / "train" / f"cut{cut}", fp, config.progress
-            )
-            meta = {
-                "cut": cut,
-                "model": adapter.name,
-                "num_layers": adapter.num_layers,
-                "fingerprint": fp,
-                "steps": state.step,
-                "losses": state.losses,
-                "train_samples": len(examples),
-                "settings": {k: getattr(config, k) for k in TRAIN_KEYS},
-            }
-            lora.save_adapter(peft_model, final, meta)
-            ctx.weights[cut] = (peft_config, lora.adapter_state(peft_model))
-        st["training"][cut] = TrainingSummary(
-            cut=cut,
-            source="resumed" if state.resumed_from else "trained",
-            adapter=str(final),
-            steps=state.step,
-            losses=state.losses,
-            resumed_from=state.resumed_from,
-            train_samples=len(examples),
-            settings=meta["settings"],
-        )
-
-
-def teacher_examples(plan: Plan, out: Path) -> list[tr.Example]:
-    """The teacher's greedy answers to the training prompts, kept in ``<run>/train/teacher.json``."""
-    config, st = plan.config, plan.state
-    path = out / "train" / "teacher.json"
-    if path.is_file():
-        cached = read_json(path)
-        if cached.get("fingerprint") == common.fingerprint(config, TRAIN_KEYS):
-            found = tr.examples_from_json(cached["examples"], st["train_samples"], st["train_tasks"])
-            if found is not None:
-                return found
-    examples = tr.teacher_examples(
-        plan.adapter,
-        st["train_tasks"],
-        st["train_samples"],
-        chat=config.chat,
-        batch_size=config.batch_size,
-        progress=config.progress,
-    )
-    write_json(
-        path,
-        {"fingerprint": common.fingerprint(config, TRAIN_KEYS), "examples": tr.examples_to_json(examples)},
-    )
-    return examples
-
-
-# ---------------------------------------------------------------------------------------------- measuring
-def measure_batch(ctx: Context, items: list[Item]) -> list[dict[str, Any]]:
-    """Every model's answers with every strategy, scored against the answers and the teacher's greedy answer."""
-    adapter, config = ctx.adapter, ctx.config
-    task = ctx.tasks[items[0].task]
-    kind = items[0].kind
-    samples = [it.sample for it in items]
-    budget = config.max_new_tokens or task.max_new_tokens_for(kind)
-    inputs = ctx.build(task, samples)
-    greedy = ctx.strategies[0]
-    teacher = decoding.run_strategy(adapter, None, samples, adapter.num_layers, greedy, budget, 1, 0, inputs)
-    if config.max_new_tokens is None:
-        # every other answer is judged against the teacher's: past twice its longest answer (+8) a model is only
-        # rambling (a truncated model may never stop), so the budget ends there
-        longest = max(len(adapter.tokenizer(t[0], add_special_tokens=False).input_ids) for t in teacher)
-        budget = min(budget, 2 * longest + 8)
-
-    def answers(cut: int) -> dict[str, list[list[str]]]:
-        out = {}
-        for st in ctx.strategies:
-            if cut == adapter.num_layers and st is greedy:
-                out[st.name] = teacher
-                continue
-            out[st.name] = decoding.run_strategy(
-                adapter,
-                lambda s: ctx.build(task, s),
-                samples,
-                cut,
-                st,
-                budget,
-                config.num_samples,
-                config.seed,
-                batch_inputs=inputs,
-            )
-        return out
-
-    outputs: dict[str, dict[str, list[list[str]]]] = {"full": answers(adapter.num_layers)}
-    for cut in ctx.cuts:
-        outputs[f"truncated@{cut}"] = answers(cut)
-    for cut in ctx.cuts:
-        peft_config, weights = ctx.weights[cut]
-        with lora.attached(adapter, peft_config, weights):
-            outputs[f"recovered@{cut}"] = answers(cut)
-    encoder = ctx.encoder if kind in ENCODER_KINDS else None
-    rows = []
-    for b, (it, sample) in enumerate(zip(items, samples, strict=True)):
-        ref = outputs["full"]["greedy"][b][0]
-        per_model = {m: {st: texts[b] for st, texts in by_st.items()} for m, by_st in outputs.items()}
-        rows.append(
-            {
-                "task": it.task,
-                "sample": sample.id,
-                "kind": kind,
-                "outputs": per_model,
-                "scores": {
-                    m: {st: [task.score(sample, t, encoder=encoder) for t in ts] for st, ts in by.items()}
-                    for m, by in per_model.items()
-                },
-                "teacher": {
-                    m: {
-                        st: [task.compare(sample, ref, t, encoder=encoder) for t in ts]
-                        for st, ts in by.items()
-                    }
-                    for m, by in per_model.items()
-                },
-            }
-        )
-    return rows
-
-
 # ---------------------------------------------------------------------------------------------- experiment
 @EXPERIMENTS.register("recover")
 class Recover(Experiment):
