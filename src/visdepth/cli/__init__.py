@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from visdepth.cli import dynamics, info, reason, report, run, swap, truncate
+from visdepth.cli import dynamics, info, reason, recover, report, run, swap, truncate
 
 app = typer.Typer(
     name="visdepth",
@@ -17,6 +17,7 @@ app.command("run")(run.command)
 app.command("dynamics")(dynamics.command)
 app.command("swap")(swap.command)
 app.command("truncate")(truncate.command)
+app.command("recover")(recover.command)
 app.command("reason")(reason.command)
 app.command("report")(report.command)
 app.command("models")(info.models)

@@ -31,4 +31,10 @@ def draw_figures(result: BaseModel, run_folder: str | Path) -> dict[str, Path]:
         from visdepth.report.reason import plot_reason
 
         return plot_reason(result, folder)
+    from visdepth.results.schemas.recover import RecoverResult
+
+    if isinstance(result, RecoverResult):
+        from visdepth.report.recover import plot_recover
+
+        return plot_recover(result, folder)
     raise TypeError(f"no figures for a {type(result).__name__}")

@@ -32,10 +32,12 @@ from pydantic import BaseModel, ValidationError
 
 from visdepth.errors import VisdepthError
 from visdepth.report.labels import model_label
+from visdepth.report.recover import CLAIM as RQ4_CLAIM
 from visdepth.results.io import read_json, write_text_atomic
 
 # the result schemas, apart from the experiments that compute them
 from visdepth.results.schemas.dynamics import DynamicsResult
+from visdepth.results.schemas.recover import RecoverResult
 from visdepth.results.schemas.reason import ReasonResult
 from visdepth.results.schemas.swap import SwapResult
 from visdepth.results.schemas.truncate import TruncateResult
@@ -69,18 +71,21 @@ CLAIMS = {
     "whatever the gap); swapping text-token states does not.",
     "rq3": "Under depth-wise visual truncation, single-token answers degrade smoothly, short exact-match VQA "
     "clearly, and multi-token generation (captions) most.",
+    "rq4": RQ4_CLAIM,
     "rq5": "Under greedy decoding, reducing visual depth perturbs the reasoning path more than the final answer.",
 }
 TITLES = {
     "dynamics": "RQ1 · Representation dynamics",
     "swap": "RQ2 · Interchangeability (layer substitution)",
     "truncate": "RQ3 · Depth-wise visual truncation",
+    "recover": "RQ4 · Recoverability (LoRA self-distillation)",
     "reason": "RQ5 · Reasoning under truncation",
 }
 SCHEMAS: dict[str, type[BaseModel]] = {
     "dynamics": DynamicsResult,
     "swap": SwapResult,
     "truncate": TruncateResult,
+    "recover": RecoverResult,
     "reason": ReasonResult,
 }
 KINDS = tuple(SCHEMAS)
@@ -104,7 +109,7 @@ class Experiment:
 def kind_of(folder: Path, data: Any) -> str | None:
     """Which experiment wrote a result: by folder name (dynamics, swap, truncate-*), else by its fields."""
     name = folder.name
-    if name in ("dynamics", "swap"):
+    if name in ("dynamics", "swap", "recover"):
         return name
     if name.startswith("truncate"):
         return "truncate"
@@ -1062,6 +1067,10 @@ def build_report(
                 sec, v = rq1_section(exp, settle_tol)
             elif exp.kind == "swap":
                 sec, v = rq2_section(exp, swap_level)
+            elif exp.kind == "recover":
+                from visdepth.report.recover import rq4_section
+
+                sec, v = rq4_section(exp, _section, _table, _figures, Verdict, combine, fmt, pct)
             elif exp.kind == "reason":
                 sec, v = rq5_section(exp)
             else:
@@ -1084,11 +1093,13 @@ def build_report(
         titles=TITLES,
         claims=CLAIMS,
         verdicts=[verdicts.get(k) for k in KINDS],
-        question={"dynamics": "RQ1", "swap": "RQ2", "truncate": "RQ3", "reason": "RQ5"},
+        kinds=KINDS,
+        question={"dynamics": "RQ1", "swap": "RQ2", "truncate": "RQ3", "recover": "RQ4", "reason": "RQ5"},
         commands={
             "dynamics": "visdepth dynamics",
             "swap": "visdepth swap",
             "truncate": "visdepth truncate",
+            "recover": "visdepth recover",
             "reason": "visdepth reason",
         },  # fmt: skip
         cross_table=cross_table,
