@@ -37,8 +37,8 @@ from visdepth.results.io import read_json, write_text_atomic
 
 # the result schemas, apart from the experiments that compute them
 from visdepth.results.schemas.dynamics import DynamicsResult
-from visdepth.results.schemas.recover import RecoverResult
 from visdepth.results.schemas.reason import ReasonResult
+from visdepth.results.schemas.recover import RecoverResult
 from visdepth.results.schemas.swap import SwapResult
 from visdepth.results.schemas.truncate import TruncateResult
 
