@@ -100,6 +100,9 @@ def test_missing_peft_names_the_extra(tmp_path, monkeypatch):
         importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a)
     )
     result = _invoke(*SMALL, "--cut", "2", "--output_path", str(tmp_path))
-    assert result.exit_code == 2 and "lora extra" in result.output and "peft>=0.13" in result.output, (
-        result.output
-    )
+    assert (
+        result.exit_code == 2
+        and "lora extra" in result.output
+        and "peft>=0.13" in result.output
+        and "visdepth[lora]" in result.output
+    ), result.output

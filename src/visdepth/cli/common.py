@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from visdepth.errors import VisdepthError
 
@@ -56,6 +57,11 @@ def _literal(value: str) -> Any:
         return value
 
 
+def say_error(err: Exception) -> None:
+    """One red line; the message is escaped, since rich would swallow a ``[lora]`` in it as markup."""
+    console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+
+
 def friendly(func: F) -> F:
     """Turn a VisdepthError into one red line and exit status 2; Ctrl-C says that finished rows are kept."""
 
@@ -64,7 +70,7 @@ def friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except VisdepthError as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            say_error(err)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print(
@@ -83,7 +89,7 @@ def _checked(check: Callable[[str], Any]) -> Callable[[str], str]:
         try:
             check(value)
         except VisdepthError as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            say_error(err)
             raise typer.Exit(2) from None
         return value
 

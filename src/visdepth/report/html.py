@@ -18,12 +18,9 @@ Rules used for the readings (their wording is printed in the report next to each
 
 from __future__ import annotations
 
-import base64
 import json
-import math
-import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +29,11 @@ from pydantic import BaseModel, ValidationError
 
 from visdepth.errors import VisdepthError
 from visdepth.report.labels import model_label
+from visdepth.report.page import Section, Verdict, combine, fmt, pct
+from visdepth.report.page import embed_figures as _figures
+from visdepth.report.page import table as _table
 from visdepth.report.recover import CLAIM as RQ4_CLAIM
+from visdepth.report.recover import rq4_section
 from visdepth.results.io import read_json, write_text_atomic
 
 # the result schemas, apart from the experiments that compute them
@@ -159,87 +160,10 @@ def _num(values: Sequence[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
-def fmt(value: Any, digits: int = 3) -> str:
-    """A number for a table: ``–`` when missing, 3 significant digits else."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return f"{float(value):.{digits}g}"
-
-
-def pct(value: float | None) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.0f}%"
-
-
 def depth_text(depth: float | None, layer: int | None = None) -> str:
     if depth is None:
         return "never"
     return f"{depth:.2f}" + (f" (l = {layer})" if layer is not None else "")
-
-
-@dataclass
-class Verdict:
-    question: str
-    claim: str
-    measured: str
-    verdict: str  # holds | does not hold | mixed | not testable
-    rule: str
-
-    @property
-    def css(self) -> str:
-        return self.verdict.replace(" ", "-")
-
-
-def combine(votes: Sequence[bool | None]) -> str:
-    """holds when every testable vote supports, does not hold when none does, mixed else."""
-    known = [v for v in votes if v is not None]
-    if not known:
-        return "not testable"
-    if all(known):
-        return "holds"
-    if not any(known):
-        return "does not hold"
-    return "mixed"
-
-
-@dataclass
-class Section:
-    """What the template shows for one experiment folder."""
-
-    kind: str
-    title: str
-    folder: str
-    model: str
-    error: str | None = None
-    figures: list[dict[str, str]] = field(default_factory=list)
-    tables: list[dict[str, Any]] = field(default_factory=list)
-    readings: list[str] = field(default_factory=list)
-    verdict: Verdict | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-
-def _table(title: str, header: list[str], rows: list[list[str]], note: str | None = None) -> dict[str, Any]:
-    return {"title": title, "header": header, "rows": rows, "note": note}
-
-
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def _figures(
-    plot: Callable[[Any, Path], dict[str, Path]], result: Any, captions: dict[str, str]
-) -> list[dict]:
-    """Draw with ``plot`` into a scratch folder and embed every PNG it wrote (captions by figure-name prefix)."""
-    out = []
-    with tempfile.TemporaryDirectory(prefix="visdepth-report-") as tmp:
-        paths = plot(result, Path(tmp))
-        for name, path in paths.items():
-            caption = next((c for prefix, c in captions.items() if name.startswith(prefix)), "")
-            out.append({"name": name, "uri": _data_uri(Path(path)), "caption": caption})
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- RQ1
@@ -1068,9 +992,7 @@ def build_report(
             elif exp.kind == "swap":
                 sec, v = rq2_section(exp, swap_level)
             elif exp.kind == "recover":
-                from visdepth.report.recover import rq4_section
-
-                sec, v = rq4_section(exp, _section, _table, _figures, Verdict, combine, fmt, pct)
+                sec, v = rq4_section(exp, _section(exp))
             elif exp.kind == "reason":
                 sec, v = rq5_section(exp)
             else:

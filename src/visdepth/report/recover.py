@@ -4,7 +4,7 @@ across decoding strategies before and after recovery; the training loss curves."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from visdepth.report.labels import model_label, shorten  # noqa: E402
+from visdepth.report.page import Section, Verdict, combine, embed_figures, fmt, pct, table  # noqa: E402
 from visdepth.report.truncate import slug  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -142,12 +143,11 @@ WELL = 0.5
 PRECISE = ("exact_match", "single_token", "multiple_choice")
 
 
-def rq4_section(exp, section, table, figures, verdict_class, combine, fmt, pct):
-    """The report's RQ4 section and verdict, from one recover result (helpers passed in by report/html.py, so
-    that this module does not import it)."""
+def rq4_section(exp: Any, sec: Section) -> tuple[Section, Verdict]:
+    """The report's RQ4 section (``sec``, made by report/html.py with its title and provenance, filled here) and
+    verdict, from one recover result."""
     r: RecoverResult = exp.result
-    sec = section(exp)
-    sec.figures = figures(
+    sec.figures = embed_figures(
         plot_recover,
         r,
         {
@@ -214,6 +214,6 @@ def rq4_section(exp, section, table, figures, verdict_class, combine, fmt, pct):
         f"({', '.join(PRECISE)}) recovers less than the captions, and the spread across decoding runs falls for "
         "most (kind, cut) pairs; does not hold when none of the three does; mixed else"
     )
-    v = verdict_class("RQ4", CLAIM, measured, combine(votes), rule)
+    v = Verdict("RQ4", CLAIM, measured, combine(votes), rule)
     sec.verdict = v
     return sec, v

@@ -73,7 +73,7 @@ def prepare_adapters(plan: Plan, out: Path) -> None:
             st["training"][cut] = TrainingSummary(
                 cut=cut,
                 source="reused",
-                adapter=str(found),
+                adapter=str(found.relative_to(out)) if found.is_relative_to(out) else str(found),
                 steps=meta["steps"],
                 losses=meta["losses"],
                 train_samples=meta.get("train_samples"),
@@ -103,7 +103,7 @@ def prepare_adapters(plan: Plan, out: Path) -> None:
         st["training"][cut] = TrainingSummary(
             cut=cut,
             source="resumed" if state.resumed_from else "trained",
-            adapter=str(final),
+            adapter=str(final.relative_to(out)),
             steps=state.step,
             losses=state.losses,
             resumed_from=state.resumed_from,

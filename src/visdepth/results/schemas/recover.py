@@ -72,7 +72,10 @@ class TrainingSummary(BaseModel):
     source: str = Field(
         description="trained, resumed, reused (a finished adapter of this run) or loaded (--adapter)"
     )
-    adapter: str
+    adapter: str = Field(
+        description="the adapter's folder: relative to the run folder when it is this run's own (so a copied run "
+        "folder still points at it), the path given to --adapter else"
+    )
     steps: int
     losses: list[float]
     resumed_from: int | None = None
