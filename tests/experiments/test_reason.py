@@ -212,6 +212,8 @@ def test_every_family(tmp_path, manifest, plain, name):
         ({"gen_kwargs": {"max_new_tokens": 0}}, "not a positive whole number"),
         ({"reasoning_tags": "<think>"}, "not a tag name"),
         ({"cot_wrapper": "Think step by step."}, "has no {question}"),
+        ({"mode": "drop,freeze"}, "one truncation mode per run"),
+        ({"mode": "sideways"}, "unknown truncation mode 'sideways'"),
     ],
 )
 def test_bad_input_before_the_model_loads(tmp_path, manifest, plain, options, message):

@@ -163,6 +163,11 @@ class ReasonConfig(common.ExperimentConfig):
 
 def validate(config: ReasonConfig) -> None:
     """Every check that needs no model: mode, answer pattern, reasoning tags, wrapper, generation options."""
+    if "," in config.mode:
+        raise ConfigError(
+            f"--mode {config.mode!r}: reason compares chains under one truncation mode per run; pass one (e.g. "
+            "--mode drop), run it once per mode, or compare modes side by side with visdepth truncate --mode a,b."
+        )
     validate_mode(config.mode)
     if config.answer_pattern is not None:
         om.check_answer_pattern(config.answer_pattern)
