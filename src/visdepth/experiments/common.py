@@ -89,6 +89,30 @@ class ExperimentConfig(BaseModel):
         return value
 
 
+def none_word(value: Any) -> Any:
+    """``none`` (or an empty name) typed on the command line -> ``None`` (a field validator, mode "before")."""
+    return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
+
+
+def cut_list(value: Any, *, allow_all: bool) -> Any:
+    """``"0,4,8"`` (as typed on the command line) -> ``[0, 4, 8]``; with ``allow_all``, ``"all"`` stays; any other
+    value is left to the field's type (a field validator, mode "before")."""
+    if not isinstance(value, str) or (allow_all and value.strip().lower() == "all"):
+        return value
+    what, example = (
+        ("'all' or whole numbers", "--cut all or --cut 0,4,8")
+        if allow_all
+        else ("whole numbers", "--cut 4 or --cut 4,6,8")
+    )
+    try:
+        cuts = [int(item) for item in value.split(",") if item.strip()]
+    except ValueError:
+        raise ValueError(f"--cut {value!r} is not {what}; write e.g. {example}") from None
+    if not cuts:
+        raise ValueError(f"--cut names no depth; write e.g. {example}")
+    return cuts
+
+
 def validation_message(config_class: type[BaseModel], error: dict[str, Any]) -> str:
     """One line for pydantic's first complaint, in the words of the option and its declared range."""
     name = ".".join(str(p) for p in error["loc"]) or "config"

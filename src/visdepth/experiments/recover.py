@@ -131,22 +131,12 @@ class RecoverConfig(common.ExperimentConfig):
     def _cut_list(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return [value]
-        if not isinstance(value, str):
-            return value
-        try:
-            cuts = [int(item) for item in value.split(",") if item.strip()]
-        except ValueError:
-            raise ValueError(
-                f"--cut {value!r} is not whole numbers; write e.g. --cut 4 or --cut 4,6,8"
-            ) from None
-        if not cuts:
-            raise ValueError("--cut names no depth; write e.g. --cut 4 or --cut 4,6,8")
-        return cuts
+        return common.cut_list(value, allow_all=False)
 
     @field_validator("sentence_model", "train_data", "adapter", "per_kind", mode="before")
     @classmethod
     def _none(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
+        return common.none_word(value)
 
     def fingerprint(self) -> str:
         return common.fingerprint(self, FINGERPRINT_KEYS)

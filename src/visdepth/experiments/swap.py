@@ -98,7 +98,7 @@ class SwapConfig(common.ExperimentConfig):
     @classmethod
     def _no_encoder(cls, value: Any) -> Any:
         """``none`` (or an empty name) on the command line: no sentence encoder."""
-        return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
+        return common.none_word(value)
 
     def fingerprint(self) -> str:
         """Hash of the fields that change per-sample numbers (a resumed run must match it)."""

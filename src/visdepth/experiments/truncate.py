@@ -124,17 +124,7 @@ class TruncateConfig(common.ExperimentConfig):
     @classmethod
     def _cut_list(cls, value: Any) -> Any:
         """``"0,4,8"`` (as typed on the command line) -> ``[0, 4, 8]``; ``"all"`` stays."""
-        if not isinstance(value, str) or value.strip().lower() == "all":
-            return value
-        try:
-            cuts = [int(item) for item in value.split(",") if item.strip()]
-        except ValueError:
-            raise ValueError(
-                f"--cut {value!r} is not 'all' or whole numbers; write e.g. --cut all or --cut 0,4,8"
-            ) from None
-        if not cuts:
-            raise ValueError("--cut names no depth; write e.g. --cut all or --cut 0,4,8")
-        return cuts
+        return common.cut_list(value, allow_all=True)
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -155,7 +145,7 @@ class TruncateConfig(common.ExperimentConfig):
     @classmethod
     def _no_encoder(cls, value: Any) -> Any:
         """``none`` (or an empty name) on the command line: no sentence encoder."""
-        return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
+        return common.none_word(value)
 
     def fingerprint(self) -> str:
         """Hash of the fields that change per-sample numbers (a resumed run must match it)."""
