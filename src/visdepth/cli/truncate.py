@@ -130,20 +130,14 @@ def _print_modes(result: TruncateResult) -> None:
     table.add_column("task / kind", no_wrap=True)
     for mode in modes:
         table.add_column(mode, justify="right")
-    first = result.summaries(modes[0])
-    for name, summary in first.items():
-        labels = [(name, None)] + [(f" {k}", k) for k in summary.kinds]
-        for label, kind in labels:
-            cells = []
-            for mode in modes:
-                task = result.summaries(mode).get(name)
-                pick = None if task is None else task.budget if kind is None else task.kinds[kind].budget
-                cells.append(
-                    "-"
-                    if pick is None or pick.cut is None
-                    else f"{_cut(pick, L)} ({_ratio(pick.prefill_flops_ratio)})"
-                )
-            table.add_row(label, *cells)
+    for name, kind, picks in result.budget_picks():
+        cells = [
+            "-"
+            if pick is None or pick.cut is None
+            else f"{_cut(pick, L)} ({_ratio(pick.prefill_flops_ratio)})"
+            for pick in picks.values()
+        ]
+        table.add_row(name if kind is None else f" {kind}", *cells)
     console.print(table)
     for mode in modes:
         timing, task = result.timing_in(mode), None

@@ -594,19 +594,16 @@ def _saved(pick: Any) -> float | None:
 def rq3_modes_table(r: TruncateResult) -> dict[str, Any]:
     """Per task (and kind), the shallowest safe cut under each mode of the run, with its prefill FLOP ratio."""
     modes = r.mode_list()
-    rows = []
-    for name, task in r.summaries(modes[0]).items():
-        for label, kind in [(name, None)] + [(f"  {k}", k) for k in task.kinds]:
-            cells = [label]
-            for mode in modes:
-                t = r.summaries(mode).get(name)
-                pick = None if t is None else t.budget if kind is None else t.kinds[kind].budget
-                cells.append(
-                    "–"
-                    if pick is None or pick.cut is None
-                    else f"{depth_text(pick.depth, pick.cut)} · FLOPs {fmt(pick.prefill_flops_ratio)}"
-                )
-            rows.append(cells)
+    rows = [
+        [name if kind is None else f"  {kind}"]
+        + [
+            "–"
+            if pick is None or pick.cut is None
+            else f"{depth_text(pick.depth, pick.cut)} · FLOPs {fmt(pick.prefill_flops_ratio)}"
+            for pick in picks.values()
+        ]
+        for name, kind, picks in r.budget_picks()
+    ]
     return _table(
         f"Processing or access: the shallowest safe cut per mode ({r.budget:.0%} of the full model's quality kept)",
         ["task / kind", *modes],

@@ -112,3 +112,16 @@ class TruncateResult(BaseModel):
 
     def timing_in(self, mode: str) -> TimingSummary | None:
         return self.timing_by_mode.get(mode) or (self.timing if mode == self.mode else None)
+
+    def budget_picks(self) -> list[tuple[str, str | None, dict[str, DepthPick | None]]]:
+        """Per task, then per kind of it: ``(task, kind or None for the task, {mode: its budget pick})``, in the
+        order of the first mode's summaries (a mode without that task or kind gives None)."""
+        rows = []
+        for name, task in self.summaries(self.mode_list()[0]).items():
+            for kind in [None, *task.kinds]:
+                picks: dict[str, DepthPick | None] = {}
+                for mode in self.mode_list():
+                    t = self.summaries(mode).get(name)
+                    picks[mode] = None if t is None else t.budget if kind is None else t.kinds[kind].budget
+                rows.append((name, kind, picks))
+        return rows
