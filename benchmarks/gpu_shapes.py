@@ -38,81 +38,20 @@ sys.path.insert(0, str(Path(__file__).parent))  # the sibling benchmark modules,
 import shapes  # noqa: E402  (benchmarks/shapes.py)
 import truncate_speed  # noqa: E402  (benchmarks/truncate_speed.py: its prefill/decode timing loop)
 
-from visdepth.compute import DecoderShape, cut_costs, measure  # noqa: E402
+from visdepth.compute import DecoderShape, cut_costs, measure, peak_memory  # noqa: E402
 from visdepth.interventions.sweep import sweep_cut_logits  # noqa: E402
 from visdepth.interventions.truncate import truncated_generate, truncated_logits  # noqa: E402
 from visdepth.models.base import ModelInputs, VLMAdapter  # noqa: E402
-from visdepth.models.tiny import build_random  # noqa: E402
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-# Qwen2.5-VL-7B-Instruct's config.json: the language model and the vision tower
-QWEN2_5_VL_7B_TEXT = dict(
-    hidden_size=3584,
-    intermediate_size=18944,
-    num_hidden_layers=28,
-    num_attention_heads=28,
-    num_key_value_heads=4,
-    vocab_size=152064,
-    max_position_embeddings=128000,
-    rms_norm_eps=1e-6,
-    tie_word_embeddings=False,
-    rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
-)
-QWEN2_5_VL_7B_VISION = dict(
-    depth=32,
-    hidden_size=1280,
-    intermediate_size=3420,
-    num_heads=16,
-    out_hidden_size=3584,
-    patch_size=14,
-    spatial_merge_size=2,
-    temporal_patch_size=2,
-    window_size=112,
-    fullatt_block_indexes=[7, 15, 23, 31],
-    tokens_per_second=2,
-)
-
-
-def qwen2_5_vl_7b(num_layers: int, image_size: int, dtype: torch.dtype, quick: bool) -> VLMAdapter:
-    """The 7B-shaped model (``num_layers`` of its 28 blocks), or with ``quick`` a tiny one of the same family."""
-    if quick:
-        text = dict(
-            shapes.SMALL_TEXT, num_hidden_layers=num_layers, num_attention_heads=8, num_key_value_heads=2
-        )
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [8, 4, 4]}
-        shape = {"text": text, "vision": shapes.SMALL_QWEN_VISION, "image_size": image_size}
-        name = f"random Qwen2.5-VL layout, quick ({num_layers} x 256)"
-    else:
-        text = dict(QWEN2_5_VL_7B_TEXT, num_hidden_layers=num_layers)
-        shape = {"text": text, "vision": QWEN2_5_VL_7B_VISION, "image_size": image_size}
-        name = f"random Qwen2.5-VL-7B ({num_layers} x 3584, its 32-block vision tower)"
-    return build_random("qwen2_5_vl", shape, init="pool", dtype=dtype, name=name)
-
-
-class Peak:
-    """Peak device memory of what runs inside ``with Peak(device) as p:`` (``p.bytes``; None off CUDA)."""
-
-    def __init__(self, device: str) -> None:
-        self.cuda = device.startswith("cuda")
-        self.bytes: int | None = None
-
-    def __enter__(self) -> Peak:
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.bytes = int(torch.cuda.max_memory_allocated())
+DTYPES = truncate_speed.DTYPES
 
 
 def peak_of(fn: Callable[[], Any], device: str) -> int | None:
-    with Peak(device) as peak:
-        fn()
-    return peak.bytes
+    """Peak CUDA memory while ``fn()`` runs, weights included (what was allocated before it plus what it needed
+    beyond that, :func:`visdepth.compute.peak_memory`); None off CUDA."""
+    if not device.startswith("cuda"):
+        return None
+    return torch.cuda.memory_allocated(device) + peak_memory(fn, device)
 
 
 def gib(n: int | None) -> str:
@@ -274,7 +213,7 @@ def main() -> None:
         parser.error("--device cuda but torch finds no CUDA GPU; use --device cpu (with --quick on a laptop)")
 
     start = time.perf_counter()
-    adapter = qwen2_5_vl_7b(args.layers, args.image_size, DTYPES[args.dtype], args.quick)
+    adapter = shapes.qwen2_5_vl_7b(args.layers, args.image_size, DTYPES[args.dtype], args.quick)
     adapter.model.to(args.device)
     print(f"built in {time.perf_counter() - start:.0f} s")
     result = run(adapter, args)
